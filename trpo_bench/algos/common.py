@@ -1,0 +1,70 @@
+"""What every policy update takes (a batch) and returns (its diagnostics)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+
+from trpo_bench.policies import DistParams, Policy
+
+
+@dataclass
+class PolicyBatch:
+    """On-policy data for one update. obs (B, obs_dim), actions (B, A) or (B,), advantages (B,)."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    advantages: torch.Tensor
+
+
+@dataclass
+class PolicyStats:
+    """Diagnostics of one policy update; a field left None does not apply to the algorithm.
+
+    Names follow the metric table of docs/architecture.md (``policy/<field>``).
+    """
+
+    kl: float | None = None
+    kl_max: float | None = None
+    entropy: float | None = None
+    surrogate_expected: float | None = None
+    surrogate_actual: float | None = None
+    improvement_ratio: float | None = None
+    step_size: float | None = None
+    step_norm: float | None = None
+    step_fraction: float | None = None
+    backtracks: float | None = None
+    accepted: float | None = None
+    grad_norm: float | None = None
+    natural_grad_norm: float | None = None
+    cg_residual: float | None = None
+    cg_iters: float | None = None
+    sHs: float | None = None
+
+    def metrics(self) -> dict[str, float]:
+        return {f"policy/{f.name}": getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+POLICY_METRICS = [f"policy/{f.name}" for f in fields(PolicyStats)]
+
+
+def surrogate(policy: Policy, batch: PolicyBatch, logp_old: torch.Tensor) -> torch.Tensor:
+    """Importance-sampled surrogate L(θ) = mean[π_θ(a|s) / π_old(a|s) · A] (Schulman et al. 2015, Eq. 14)."""
+    logp = policy.log_prob(policy(batch.obs), batch.actions)
+    return (torch.exp(logp - logp_old) * batch.advantages).mean()
+
+
+def after_step(policy: Policy, batch: PolicyBatch, old: DistParams) -> tuple[float, float, float]:
+    """Mean KL, max KL (over states) from ``old`` to the current policy, and its mean entropy."""
+    with torch.no_grad():
+        new = policy(batch.obs)
+        kl = policy.kl(old, new)
+        return float(kl.mean()), float(kl.max()), float(policy.entropy(new).mean())
+
+
+def ratio(actual: float, expected: float) -> float | None:
+    if expected == 0.0 or not math.isfinite(expected) or not math.isfinite(actual):
+        return None
+    return actual / expected

@@ -1,0 +1,221 @@
+"""Seeded environments stepped together in one process, and observation normalization.
+
+:class:`VecEnv` is a small synchronous vector env written for two needs gymnasium's
+own does not meet together: the *final* observation of a truncated episode is
+returned beside the reset one (GAE bootstraps from it), and the complete state of
+every environment (MuJoCo integration state, time-limit counters, RNGs) can be
+captured and restored, so a resumed run continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import pickle
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+
+def register_module(env_id: str) -> str:
+    """For ``"package.module:EnvId"`` import the module (which registers EnvId) and return ``EnvId``."""
+    if ":" in env_id:
+        module, name = env_id.split(":", 1)
+        importlib.import_module(module)
+        return name
+    return env_id
+
+
+def make_env(env_id: str) -> gym.Env:
+    return gym.make(register_module(env_id), disable_env_checker=True)
+
+
+def _time_limit(env: gym.Env) -> gym.wrappers.TimeLimit | None:
+    e = env
+    while isinstance(e, gym.Wrapper):
+        if isinstance(e, gym.wrappers.TimeLimit):
+            return e
+        e = e.env
+    return None
+
+
+def _is_mujoco(env: gym.Env) -> bool:
+    u = env.unwrapped
+    return hasattr(u, "model") and hasattr(u, "data") and type(u.model).__module__.startswith("mujoco")
+
+
+def get_env_state(env: gym.Env) -> dict[str, Any]:
+    """Everything that decides the env's future: simulator state, step counter, RNGs."""
+    u = env.unwrapped
+    tl = _time_limit(env)
+    state: dict[str, Any] = {
+        "elapsed_steps": None if tl is None else tl._elapsed_steps,
+        "np_random": u.np_random.bit_generator.state,
+        "action_space_rng": env.action_space.np_random.bit_generator.state,
+    }
+    # Pure-Python simulators (classic control, toy text): their attributes are the state.
+    state["python"] = {k: copy.deepcopy(v) for k, v in vars(u).items() if _plain(v)}
+    if _is_mujoco(env):
+        # The whole MjData, not only mj_getState's integration state: rewards read derived
+        # quantities (Ant's torso xpos, contact forces) that mj_setState leaves stale.
+        state["mjdata"] = pickle.dumps(u.data)
+    return state
+
+
+def _plain(v: Any) -> bool:
+    return isinstance(v, (int, float, bool, np.ndarray, np.generic, tuple)) or v is None
+
+
+def set_env_state(env: gym.Env, state: dict[str, Any]) -> None:
+    u = env.unwrapped
+    tl = _time_limit(env)
+    if tl is not None:
+        tl._elapsed_steps = state["elapsed_steps"]
+    u.np_random.bit_generator.state = state["np_random"]
+    env.action_space.np_random.bit_generator.state = state["action_space_rng"]
+    for k, v in state.get("python", {}).items():
+        setattr(u, k, copy.deepcopy(v))
+    if "mjdata" in state:
+        import mujoco
+
+        mujoco.mj_copyData(u.data, u.model, pickle.loads(state["mjdata"]))
+    # gymnasium's OrderEnforcing wrapper refuses step() before reset(); the env was reset.
+    e = env
+    while isinstance(e, gym.Wrapper):
+        if hasattr(e, "_has_reset"):
+            e._has_reset = True
+        e = e.env
+
+
+@dataclass
+class StepResult:
+    """One vector step. Shapes: obs (N, obs_dim), reward/terminated/truncated (N,).
+
+    ``final_obs[i]`` is the last observation of env i's episode when it ended at this
+    step (``obs[i]`` is then already the first observation of the next episode).
+    """
+
+    obs: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    final_obs: dict[int, np.ndarray]
+    episode_returns: list[float]
+    episode_lengths: list[int]
+
+
+class VecEnv:
+    """``num_envs`` copies of one gymnasium env, stepped in turn, reset automatically."""
+
+    def __init__(self, env_id: str, num_envs: int, seed: int):
+        self.env_id = env_id
+        self.envs = [make_env(env_id) for _ in range(num_envs)]
+        self.num_envs = num_envs
+        self.observation_space = self.envs[0].observation_space
+        self.action_space = self.envs[0].action_space
+        # Distinct, reproducible per-env seeds from one run seed.
+        seeds = np.random.SeedSequence(seed).generate_state(num_envs, dtype=np.uint32)
+        self._seeds = [int(s) for s in seeds]
+        self._ep_return = np.zeros(num_envs)
+        self._ep_len = np.zeros(num_envs, dtype=np.int64)
+        self.obs: np.ndarray | None = None
+
+    def reset(self) -> np.ndarray:
+        obs = []
+        for env, s in zip(self.envs, self._seeds):
+            env.action_space.seed(s)
+            o, _ = env.reset(seed=s)
+            obs.append(o)
+        self._ep_return[:] = 0.0
+        self._ep_len[:] = 0
+        self.obs = np.stack(obs).astype(np.float64).reshape(self.num_envs, -1)
+        return self.obs
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        n = self.num_envs
+        next_obs = np.empty_like(self.obs)
+        rew = np.empty(n)
+        term = np.zeros(n, dtype=bool)
+        trunc = np.zeros(n, dtype=bool)
+        final: dict[int, np.ndarray] = {}
+        rets: list[float] = []
+        lens: list[int] = []
+        for i, env in enumerate(self.envs):
+            o, r, te, tr, _ = env.step(actions[i])
+            rew[i] = r
+            self._ep_return[i] += r
+            self._ep_len[i] += 1
+            if te or tr:
+                term[i], trunc[i] = te, (tr and not te)
+                final[i] = np.asarray(o, dtype=np.float64).reshape(-1)
+                rets.append(float(self._ep_return[i]))
+                lens.append(int(self._ep_len[i]))
+                self._ep_return[i] = 0.0
+                self._ep_len[i] = 0
+                o, _ = env.reset()
+            next_obs[i] = np.asarray(o, dtype=np.float64).reshape(-1)
+        self.obs = next_obs
+        return StepResult(next_obs, rew, term, trunc, final, rets, lens)
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "envs": [get_env_state(e) for e in self.envs],
+            "obs": None if self.obs is None else self.obs.copy(),
+            "ep_return": self._ep_return.copy(),
+            "ep_len": self._ep_len.copy(),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        for env, s in zip(self.envs, state["envs"]):
+            set_env_state(env, s)
+        self.obs = state["obs"].copy()
+        self._ep_return[:] = state["ep_return"]
+        self._ep_len[:] = state["ep_len"]
+
+    def close(self) -> None:
+        for e in self.envs:
+            e.close()
+
+
+class RunningMeanStd:
+    """Running mean and variance of observations (Chan et al. parallel update).
+
+    ``normalize`` clips to [-clip, clip], as sb3's VecNormalize and Tianshou do (clip 10).
+    """
+
+    def __init__(self, shape: tuple[int, ...], clip: float = 10.0, eps: float = 1e-8):
+        self.mean = np.zeros(shape)
+        self.var = np.ones(shape)
+        self.count = 1e-4
+        self.clip = clip
+        self.eps = eps
+
+    def update(self, x: np.ndarray) -> None:
+        b_mean, b_var, b_count = x.mean(axis=0), x.var(axis=0), x.shape[0]
+        delta = b_mean - self.mean
+        tot = self.count + b_count
+        self.mean = self.mean + delta * b_count / tot
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / tot
+        self.var = m2 / tot
+        self.count = tot
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + self.eps), -self.clip, self.clip)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.mean, self.var, self.count = d["mean"].copy(), d["var"].copy(), d["count"]
+
+
+class IdentityNormalizer(RunningMeanStd):
+    """Stand-in when observation normalization is off."""
+
+    def update(self, x: np.ndarray) -> None:
+        pass
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        return x

@@ -1,0 +1,108 @@
+"""Flat-vector helpers, Fisher-vector products and conjugate gradient.
+
+The Fisher matrix F of the policy is never formed: TRPO only needs products F v
+(Schulman et al. 2015, App. C), computed either by double back-prop of the mean KL
+(``autograd``) or as ``Jᵀ M J v`` through the network's Jacobian (``analytic``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from trpo_bench.policies import DistParams, Policy
+
+
+def flat_params(params: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in params])
+
+
+def set_flat_params(params: list[torch.Tensor], flat: torch.Tensor) -> None:
+    i = 0
+    with torch.no_grad():
+        for p in params:
+            n = p.numel()
+            p.copy_(flat[i: i + n].view_as(p))
+            i += n
+
+
+def flat_grad(output: torch.Tensor, params: list[torch.Tensor], **kwargs) -> torch.Tensor:
+    grads = torch.autograd.grad(output, params, **kwargs)
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+def subsample_indices(n: int, fraction: float) -> torch.Tensor | None:
+    """Evenly spaced ``ceil(fraction * n)`` indices of a batch (None for the whole batch).
+
+    Deterministic, so no RNG is drawn (sb3 likewise takes every k-th sample).
+    """
+    if fraction >= 1.0:
+        return None
+    m = max(1, int(-(-fraction * n // 1)))
+    return torch.div(torch.arange(m) * n, m, rounding_mode="floor")
+
+
+def mean_kl(policy: Policy, obs: torch.Tensor, old: DistParams) -> torch.Tensor:
+    """Mean over states of KL(π_old ‖ π_θ)."""
+    return policy.kl(old, policy(obs)).mean()
+
+
+def make_fvp(policy: Policy, obs: torch.Tensor, old: DistParams, damping: float,
+             mode: str = "analytic") -> Callable[[torch.Tensor], torch.Tensor]:
+    """Return ``v -> (F + damping·I) v`` at the current parameters, F the Fisher of π over ``obs``.
+
+    ``old`` must hold the distribution at the current parameters, detached.
+    """
+    params = policy.param_list()
+    if mode == "autograd":
+        # ∇θ KL(π_old ‖ π_θ) with a graph, once; each product is one more backward pass:
+        # F v = ∇θ (∇θ KL · v), the Hessian of the KL at θ_old (Schulman et al. 2015, App. C).
+        grad_kl = flat_grad(mean_kl(policy, obs, old), params, create_graph=True)
+
+        def fvp(v: torch.Tensor) -> torch.Tensor:
+            hv = flat_grad(grad_kl @ v, params, retain_graph=True)
+            return hv + damping * v
+
+        return fvp
+    if mode == "analytic":
+        out = policy.output(obs)  # forward once with a graph; each product is one backward
+
+        def fvp(v: torch.Tensor) -> torch.Tensor:
+            return policy.fisher_vector_product(obs, old, v, mean_out=out) + damping * v
+
+        return fvp
+    raise ValueError(f"unknown Fisher-vector product mode {mode!r}: use 'analytic' or 'autograd'")
+
+
+@dataclass
+class CGResult:
+    x: torch.Tensor
+    residual: float  # ‖b − A x‖ (the recursion's residual)
+    iters: int
+
+
+def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor,
+                       iters: int = 10, tol: float = 1e-10) -> CGResult:
+    """Solve A x = b for symmetric positive-definite A given only products A v.
+
+    Stops after ``iters`` iterations or when ‖r‖² < ``tol`` (Nocedal & Wright, Alg. 5.2).
+    """
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = b.clone()
+    rr = r @ r
+    done = 0
+    for _ in range(iters):
+        if rr < tol:
+            break
+        Ap = Avp(p)
+        alpha = rr / (p @ Ap)
+        x = x + alpha * p
+        r = r - alpha * Ap
+        rr_new = r @ r
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+        done += 1
+    return CGResult(x=x, residual=float(rr.sqrt()), iters=done)

@@ -1,0 +1,115 @@
+"""Collecting a batch from a :class:`~trpo_bench.envs.VecEnv`, and GAE.
+
+Truncation (a time limit) and termination (a terminal state) are kept apart: a
+truncated episode's last step bootstraps from V(final observation), a terminated
+one from 0 (Pardo et al. 2018, "Time Limits in Reinforcement Learning").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from trpo_bench.envs import RunningMeanStd, VecEnv
+from trpo_bench.policies import NumpyActor, ValueNet
+
+
+def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
+        truncated: np.ndarray, gamma: float, lam: float) -> np.ndarray:
+    """Generalized advantage estimates (Schulman et al. 2016, Eq. 16). All arrays (T, N).
+
+    ``next_values[t]`` is V(s_{t+1}): of the final observation where step t ended an
+    episode by truncation, of the next observation otherwise; ignored where terminated.
+    An episode boundary (either kind) stops the backward recursion.
+    """
+    T = rewards.shape[0]
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    last = np.zeros(rewards.shape[1:], dtype=np.float64)
+    not_term = 1.0 - terminated.astype(np.float64)
+    not_done = 1.0 - (terminated | truncated).astype(np.float64)
+    for t in reversed(range(T)):
+        delta = rewards[t] + gamma * next_values[t] * not_term[t] - values[t]
+        last = delta + gamma * lam * not_done[t] * last
+        adv[t] = last
+    return adv
+
+
+@dataclass
+class Batch:
+    """One update's data, flattened time-major to B = T·N rows."""
+
+    obs: np.ndarray  # (B, obs_dim), normalized as the policy saw them
+    actions: np.ndarray  # (B, A) or (B,)
+    advantages: np.ndarray  # (B,)
+    returns: np.ndarray  # (B,) advantages + values: the value-fit targets
+    values: np.ndarray  # (B,)
+    episode_returns: list[float] = field(default_factory=list)
+    episode_lengths: list[int] = field(default_factory=list)
+
+
+def collect(venv: VecEnv, actor: NumpyActor, value: ValueNet, obs_rms: RunningMeanStd, steps: int,
+            rng: np.random.Generator, gamma: float, lam: float, action_low=None, action_high=None) -> Batch:
+    """Step ``venv`` for ``steps`` rounds (``steps · num_envs`` transitions) and compute GAE.
+
+    Observations are normalized with running statistics updated as they arrive.
+    Gaussian actions are clipped to the action bounds for the env only; the batch keeps
+    the sampled action, whose log-probability the update needs.
+    """
+    n = venv.num_envs
+    obs_dim = venv.obs.shape[1]
+    obs_buf = np.empty((steps, n, obs_dim))
+    act_buf: list[np.ndarray] = []
+    rew = np.empty((steps, n))
+    term = np.zeros((steps, n), dtype=bool)
+    trunc = np.zeros((steps, n), dtype=bool)
+    final_rows: list[tuple[int, int]] = []
+    final_obs: list[np.ndarray] = []
+    ep_returns: list[float] = []
+    ep_lengths: list[int] = []
+    clip = action_low is not None
+
+    obs_rms.update(venv.obs)
+    obs_n = obs_rms.normalize(venv.obs)
+    for t in range(steps):
+        obs_buf[t] = obs_n
+        act = actor.sample(obs_n, rng)
+        act_buf.append(act)
+        res = venv.step(np.clip(act, action_low, action_high) if clip else act)
+        rew[t], term[t], trunc[t] = res.reward, res.terminated, res.truncated
+        for i, o in res.final_obs.items():
+            if res.truncated[i]:
+                final_rows.append((t, i))
+                final_obs.append(o)
+        ep_returns += res.episode_returns
+        ep_lengths += res.episode_lengths
+        obs_rms.update(res.obs)
+        obs_n = obs_rms.normalize(res.obs)
+
+    # Values in one batched forward pass: V(s_t) for every step, V(s_T) for the bootstrap,
+    # and V(final observation) of truncated episodes.
+    with torch.no_grad():
+        flat = torch.as_tensor(obs_buf.reshape(steps * n, obs_dim), dtype=torch.float32)
+        values = value(flat).double().numpy().reshape(steps, n)
+        last_v = value(torch.as_tensor(obs_n, dtype=torch.float32)).double().numpy()
+        if final_obs:
+            fo = obs_rms.normalize(np.stack(final_obs))
+            final_v = value(torch.as_tensor(fo, dtype=torch.float32)).double().numpy()
+    next_values = np.empty_like(values)
+    next_values[:-1] = values[1:]
+    next_values[-1] = last_v
+    for k, (t, i) in enumerate(final_rows):
+        next_values[t, i] = final_v[k]
+
+    adv = gae(rew, values, next_values, term, trunc, gamma, lam)
+    acts = np.stack(act_buf)
+    return Batch(
+        obs=obs_buf.reshape(steps * n, obs_dim),
+        actions=acts.reshape(steps * n, *acts.shape[2:]),
+        advantages=adv.reshape(-1),
+        returns=(adv + values).reshape(-1),
+        values=values.reshape(-1),
+        episode_returns=ep_returns,
+        episode_lengths=ep_lengths,
+    )

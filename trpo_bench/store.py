@@ -1,0 +1,173 @@
+"""The run store: one directory per run, every file written whole or not at all.
+
+```
+runs/<grid>/<run_id>/
+  config.json     resolved config, seed, package versions, git commit
+  metrics.csv     one row per policy update, appended and flushed as training goes
+  status.json     state (running | done | failed | interrupted), env_steps reached, error text
+  checkpoint.pt   latest checkpoint, replaced atomically
+  wandb/          the W&B run's files
+```
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from trpo_bench.algos.common import POLICY_METRICS
+
+METRIC_COLUMNS = [
+    "env_steps", "update", "time/wall",
+    "time/sps", "time/collect", "time/policy_update", "time/value_fit",
+    "rollout/ep_return_mean", "rollout/ep_return_std", "rollout/ep_len_mean", "rollout/episodes",
+    "eval/return_mean",
+    *POLICY_METRICS,
+    "value/loss", "value/explained_variance",
+]
+TIME_COLUMNS = [c for c in METRIC_COLUMNS if c.startswith("time/")]
+
+CONFIG, METRICS, STATUS, CHECKPOINT = "config.json", "metrics.csv", "status.json", "checkpoint.pt"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, fsync, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", text)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(v)
+    return str(v)
+
+
+def is_run_dir(path: Path) -> bool:
+    path = Path(path)
+    return (path / CONFIG).is_file() and (path / STATUS).is_file()
+
+
+class RunStore:
+    """Reads and writes one run directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # ------------------------------------------------------------- config/status
+    def write_config(self, config: dict[str, Any]) -> None:
+        write_json(self.path / CONFIG, config)
+
+    def read_config(self) -> dict[str, Any]:
+        return read_json(self.path / CONFIG)
+
+    def write_status(self, state: str, env_steps: int, total_steps: int, updates: int, error: str | None = None,
+                     **extra: Any) -> None:
+        write_json(self.path / STATUS, {
+            "state": state, "env_steps": env_steps, "total_steps": total_steps, "updates": updates,
+            "error": error, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra,
+        })
+
+    def read_status(self) -> dict[str, Any] | None:
+        p = self.path / STATUS
+        return read_json(p) if p.is_file() else None
+
+    # ------------------------------------------------------------------- metrics
+    def start_metrics(self) -> None:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(METRIC_COLUMNS)
+        atomic_write_text(self.path / METRICS, buf.getvalue())
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        """Append one complete line in a single write, then flush and fsync."""
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow([_fmt(row.get(c)) for c in METRIC_COLUMNS])
+        fd = os.open(self.path / METRICS, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, buf.getvalue().encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def read_metrics(self) -> list[dict[str, str]]:
+        """Complete rows only (a line cut by a crash is ignored)."""
+        p = self.path / METRICS
+        if not p.is_file():
+            return []
+        text = p.read_text()
+        lines = text.split("\n")
+        complete = lines[:-1] if not text.endswith("\n") else lines
+        rows = list(csv.DictReader(io.StringIO("\n".join(complete))))
+        return [r for r in rows if len(r) == len(METRIC_COLUMNS) and None not in r.values()]
+
+    def truncate_metrics(self, last_update: int) -> None:
+        """Keep the rows of updates 1..last_update: the ones the checkpoint has seen."""
+        rows = [r for r in self.read_metrics() if int(r["update"]) <= last_update]
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(METRIC_COLUMNS)
+        for r in rows:
+            w.writerow([r[c] for c in METRIC_COLUMNS])
+        atomic_write_text(self.path / METRICS, buf.getvalue())
+
+    # ---------------------------------------------------------------- checkpoint
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.path / CHECKPOINT, buf.getvalue())
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        import torch
+
+        p = self.path / CHECKPOINT
+        if not p.is_file():
+            return None
+        return torch.load(p, weights_only=False)
+
+
+def iter_run_dirs(root: Path) -> Iterable[Path]:
+    root = Path(root)
+    if is_run_dir(root):
+        yield root
+        return
+    for p in sorted(root.rglob(STATUS)):
+        if is_run_dir(p.parent):
+            yield p.parent

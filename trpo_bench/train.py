@@ -1,0 +1,421 @@
+"""The training loop: collect → advantages → policy update → value fit → log → checkpoint.
+
+This is the only place that decides when to log and when to checkpoint.
+``run(cfg)`` is the one way to train, from Python and from ``trpo-bench train``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import random
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trpo_bench import algos
+from trpo_bench.algos.common import PolicyBatch
+from trpo_bench.config import ConfigError, PGSettings, RunConfig, TrustRegionSettings, ValueSettings, validate
+from trpo_bench.envs import IdentityNormalizer, RunningMeanStd, VecEnv
+from trpo_bench.logger import WandbLogger
+from trpo_bench.policies import NumpyActor, ValueNet, make_policy
+from trpo_bench.progress import Progress
+from trpo_bench.rollout import collect
+from trpo_bench.store import METRIC_COLUMNS, RunStore, is_run_dir, safe_name
+from trpo_bench import value as value_fit
+
+# Settings that change how a run is carried out but not its numbers; left out of run ids.
+NOT_IN_RUN_ID = {"algo", "env_id", "seed", "checkpoint_every", "eval_episodes", "torch_threads"}
+
+
+class Interrupted(Exception):
+    """SIGINT / SIGTERM arrived; the run stopped at a safe point with a checkpoint."""
+
+
+@dataclass
+class RunOptions:
+    """How a run is launched and reported; nothing here changes its numbers."""
+
+    out: Path = Path("runs")
+    grid: str | None = None  # directory under ``out``; defaults to the W&B group, then "train"
+    run_id: str | None = None
+    axes: dict[str, Any] | None = None  # the grid axes this run varies, recorded in config.json and W&B
+    wandb: str | None = None  # offline | online | disabled; None: see logger.resolve_mode
+    project: str = "trpo-bench"
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    progress: bool = True
+    progress_interval: float = 10.0
+    handle_signals: bool = True
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    state: str
+    env_steps: int
+    updates: int
+    last: dict[str, Any]
+
+
+def seed_everything(seed: int) -> tuple[np.random.Generator, torch.Generator]:
+    """The one seeding entry point: Python, NumPy and torch global RNGs, plus the explicit
+    generators the run draws from (actions: NumPy; value minibatches: torch). Envs are
+    seeded by :class:`~trpo_bench.envs.VecEnv` from the same seed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    ss = np.random.SeedSequence(seed)
+    action_ss, torch_ss = ss.spawn(2)
+    gen = torch.Generator()
+    gen.manual_seed(int(torch_ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))
+    return np.random.default_rng(action_ss), gen
+
+
+def make_run_id(cfg: RunConfig, keys: list[str] | None = None) -> str:
+    """``algo-env-[key=value ...]-s<seed>``; ``keys`` defaults to the settings that differ
+    from the defaults, so a relaunch of the same command finds its run again."""
+    if keys is None:
+        base = RunConfig()
+        keys = [k for k, v in cfg.to_dict().items() if k not in NOT_IN_RUN_ID and v != base.to_dict()[k]]
+    parts = [cfg.algo, cfg.env_id]
+    for k in keys:
+        if k in ("algo", "env_id", "seed"):
+            continue
+        v = getattr(cfg, k)
+        v = "x".join(map(str, v)) if isinstance(v, tuple) else v
+        parts.append(f"{k}={v}")
+    parts.append(f"s{cfg.seed}")
+    return safe_name("-".join(str(p) for p in parts))
+
+
+def versions() -> dict[str, str]:
+    import gymnasium
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "gymnasium": gymnasium.__version__,
+           "numpy": np.__version__}
+    for mod in ("mujoco", "wandb"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:
+            out[mod] = "not installed"
+    from trpo_bench import __version__
+
+    out["trpo_bench"] = __version__
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+    except Exception:
+        return None
+    return res.stdout.strip() or None if res.returncode == 0 else None
+
+
+# ------------------------------------------------------------------------ agent
+class Agent:
+    """Everything a checkpoint holds besides the environments."""
+
+    def __init__(self, cfg: RunConfig, venv: VecEnv):
+        self.cfg = cfg
+        hidden = list(cfg.hidden_sizes)
+        self.policy = make_policy(venv.observation_space, venv.action_space, hidden, cfg.activation, cfg.init_log_std)
+        obs_dim = int(np.prod(venv.observation_space.shape))
+        self.value = ValueNet(obs_dim, hidden, cfg.activation)
+        self.vf_optim = torch.optim.Adam(self.value.parameters(), lr=cfg.vf_lr)
+        self.pg_optim = torch.optim.Adam(self.policy.param_list(), lr=cfg.pg_lr) if cfg.algo == "pg" else None
+        self.obs_rms = RunningMeanStd((obs_dim,)) if cfg.normalize_obs_resolved else IdentityNormalizer((obs_dim,))
+        self.actor = NumpyActor(self.policy)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy.state_dict(), "value": self.value.state_dict(),
+            "vf_optim": self.vf_optim.state_dict(),
+            "pg_optim": None if self.pg_optim is None else self.pg_optim.state_dict(),
+            "obs_rms": self.obs_rms.state_dict(),
+        }
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.policy.load_state_dict(d["policy"])
+        self.value.load_state_dict(d["value"])
+        self.vf_optim.load_state_dict(d["vf_optim"])
+        if self.pg_optim is not None:
+            self.pg_optim.load_state_dict(d["pg_optim"])
+        self.obs_rms.load_state_dict(d["obs_rms"])
+        self.actor.sync(self.policy)
+
+
+def _action_bounds(space) -> tuple[np.ndarray | None, np.ndarray | None]:
+    import gymnasium as gym
+
+    if isinstance(space, gym.spaces.Box):
+        return space.low.astype(np.float64), space.high.astype(np.float64)
+    return None, None
+
+
+def evaluate(agent: Agent, env_id: str, episodes: int, seed: int) -> float:
+    """Mean return of the deterministic policy (mean action / most likely action)."""
+    venv = VecEnv(env_id, 1, seed)
+    venv.reset()
+    low, high = _action_bounds(venv.action_space)
+    returns: list[float] = []
+    while len(returns) < episodes:
+        a = agent.actor.mode(agent.obs_rms.normalize(venv.obs))
+        res = venv.step(np.clip(a, low, high) if low is not None else a)
+        returns += res.episode_returns
+    venv.close()
+    return float(np.mean(returns[:episodes]))
+
+
+# ------------------------------------------------------------------------- run
+def prepare(cfg: RunConfig) -> None:
+    """Check what only an environment can tell (action space), before any env step."""
+    problems = validate(cfg)
+    if problems:
+        raise ConfigError(problems)
+    from trpo_bench.envs import make_env
+
+    env = make_env(cfg.env_id)
+    try:
+        import gymnasium as gym
+
+        if not isinstance(env.action_space, (gym.spaces.Box, gym.spaces.Discrete)):
+            raise ConfigError([f"'env_id' {cfg.env_id!r} has a {type(env.action_space).__name__} action space; "
+                               "supported: Box (Gaussian policy) and Discrete (categorical policy)"])
+        if len(env.observation_space.shape or ()) == 0:
+            raise ConfigError([f"'env_id' {cfg.env_id!r} has a {type(env.observation_space).__name__} observation "
+                               "space; supported: Box observations"])
+    finally:
+        env.close()
+
+
+def run_dir_for(cfg: RunConfig, options: RunOptions) -> Path:
+    grid = options.grid or options.group or "train"
+    return Path(options.out) / safe_name(grid) / (options.run_id or make_run_id(cfg))
+
+
+def run(cfg: RunConfig, options: RunOptions | None = None, resume_dir: str | Path | None = None) -> RunResult:
+    """Train one run to ``cfg.total_steps`` (or continue one from its checkpoint)."""
+    options = options or RunOptions()
+    if resume_dir is not None:
+        run_dir = Path(resume_dir)
+        if not is_run_dir(run_dir):
+            raise ConfigError([f"{run_dir} is not a run directory (no config.json and status.json)"])
+        saved = RunStore(run_dir).read_config()
+        from trpo_bench.config import build_config
+
+        cfg2, problems = build_config(saved["config"])
+        if problems:
+            raise ConfigError(problems, str(run_dir / "config.json"))
+        cfg = cfg2
+        options.grid = saved.get("grid") or options.grid
+        options.run_id = saved["run_id"]
+        options.axes = saved.get("axes") or options.axes
+        options.group = options.group or saved.get("wandb_group")
+        options.tags = options.tags or saved.get("wandb_tags", [])
+        options.project = saved.get("wandb_project") or options.project
+    prepare(cfg)
+    run_dir = Path(resume_dir) if resume_dir is not None else run_dir_for(cfg, options)
+    return _Training(cfg, options, run_dir, resuming=resume_dir is not None).run()
+
+
+class _Training:
+    def __init__(self, cfg: RunConfig, options: RunOptions, run_dir: Path, resuming: bool):
+        self.cfg, self.options, self.run_dir = cfg, options, run_dir
+        self.store = RunStore(run_dir)
+        self.resuming = resuming
+        self.run_id = options.run_id or run_dir.name
+        self.stop_signal: int | None = None
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop_signal is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.stop_signal = signum
+        print(f"\n{signal.Signals(signum).name} received: stopping after this update (again to abort)",
+              file=sys.stderr, flush=True)
+
+    def run(self) -> RunResult:
+        cfg = self.cfg
+        torch.set_num_threads(cfg.torch_threads)
+        rng, gen = seed_everything(cfg.seed)
+        venv = VecEnv(cfg.env_id, cfg.num_envs, cfg.seed)
+        venv.reset()
+        agent = Agent(cfg, venv)
+        env_steps, update, episodes, wall0 = 0, 0, 0, 0.0
+        last_return = float("nan")
+
+        checkpoint = self.store.load_checkpoint() if self.resuming else None
+        if checkpoint is not None:
+            agent.load_state_dict(checkpoint["agent"])
+            venv.set_state(checkpoint["venv"])
+            rng.bit_generator.state = checkpoint["rng_numpy"]
+            gen.set_state(checkpoint["rng_torch_gen"])
+            torch.set_rng_state(checkpoint["rng_torch_global"])
+            random.setstate(checkpoint["rng_python"])
+            np.random.set_state(checkpoint["rng_numpy_global"])
+            env_steps, update, episodes = checkpoint["env_steps"], checkpoint["update"], checkpoint["episodes"]
+            wall0, last_return = checkpoint["wall"], checkpoint["last_return"]
+            self.store.truncate_metrics(update)
+        else:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.store.write_config(self._config_record())
+            self.store.start_metrics()
+        self.store.write_status("running", env_steps, cfg.total_steps, update, pid=os.getpid())
+
+        logger = WandbLogger(self.run_dir, self.run_id, self._wandb_config(), mode=self.options.wandb,
+                             project=self.options.project, group=self.options.group or self.options.grid,
+                             tags=self.options.tags, resume=self.resuming)
+        progress = Progress(self.run_id, cfg.total_steps, interval=self.options.progress_interval) \
+            if self.options.progress else None
+        old_handlers = self._install_signals()
+        n_updates = math.ceil(cfg.total_steps / cfg.steps_per_update)
+        steps_per_env = cfg.steps_per_update // cfg.num_envs
+        low, high = _action_bounds(venv.action_space)
+        tr_settings = TrustRegionSettings.from_config(cfg)
+        pg_settings, vf_settings = PGSettings.from_config(cfg), ValueSettings.from_config(cfg)
+        row: dict[str, Any] = {}
+        start = time.perf_counter() - wall0
+
+        def save_checkpoint() -> None:
+            self.store.save_checkpoint({
+                "agent": agent.state_dict(), "venv": venv.get_state(),
+                "rng_numpy": rng.bit_generator.state, "rng_torch_gen": gen.get_state(),
+                "rng_torch_global": torch.get_rng_state(), "rng_python": random.getstate(),
+                "rng_numpy_global": np.random.get_state(),
+                "env_steps": env_steps, "update": update, "episodes": episodes,
+                "wall": time.perf_counter() - start, "last_return": last_return,
+            })
+
+        try:
+            while update < n_updates:
+                t0 = time.perf_counter()
+                batch = collect(venv, agent.actor, agent.value, agent.obs_rms, steps_per_env, rng,
+                                cfg.gamma, cfg.gae_lambda, low, high)
+                t1 = time.perf_counter()
+
+                adv = torch.as_tensor(batch.advantages, dtype=torch.float32)
+                if cfg.normalize_advantages and adv.numel() > 1:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                obs = torch.as_tensor(batch.obs, dtype=torch.float32)
+                acts = torch.as_tensor(batch.actions, dtype=torch.float32)
+                pbatch = PolicyBatch(obs, acts, adv)
+                if cfg.algo == "trpo":
+                    pstats = algos.trpo.update(agent.policy, pbatch, tr_settings)
+                elif cfg.algo == "npg":
+                    pstats = algos.npg.update(agent.policy, pbatch, tr_settings)
+                else:
+                    pstats = algos.pg.update(agent.policy, agent.pg_optim, pbatch, pg_settings)
+                agent.actor.sync(agent.policy)
+                t2 = time.perf_counter()
+
+                vstats = value_fit.fit(agent.value, agent.vf_optim, obs,
+                                       torch.as_tensor(batch.returns, dtype=torch.float32), vf_settings, gen)
+                t3 = time.perf_counter()
+
+                env_steps += cfg.steps_per_update
+                update += 1
+                episodes += len(batch.episode_returns)
+                if batch.episode_returns:
+                    last_return = float(np.mean(batch.episode_returns))
+                row = self._row(env_steps, update, time.perf_counter() - start, cfg.steps_per_update / (t3 - t0),
+                                (t0, t1, t2, t3), batch, pstats.metrics(), vstats.metrics())
+                if cfg.eval_every and update % cfg.eval_every == 0:
+                    row["eval/return_mean"] = evaluate(agent, cfg.env_id, cfg.eval_episodes, cfg.seed + 1_000_003 * update)
+                self.store.append_metrics(row)
+                logger.log(row)
+                if progress:
+                    progress.update(env_steps, episodes, last_return)
+
+                if update % cfg.checkpoint_every == 0 or update == n_updates:
+                    save_checkpoint()
+                if self.stop_signal is not None and update < n_updates:
+                    if update % cfg.checkpoint_every != 0:
+                        save_checkpoint()
+                    raise Interrupted()
+                self.store.write_status("running", env_steps, cfg.total_steps, update, pid=os.getpid())
+        except Interrupted:
+            self.store.write_status("interrupted", env_steps, cfg.total_steps, update,
+                                    error=f"stopped by {signal.Signals(self.stop_signal).name}")
+            logger.finish(exit_code=1)
+            self._restore_signals(old_handlers)
+            venv.close()
+            print(f"stopped at {env_steps:,} steps; resume with:\n  trpo-bench train --resume {self.run_dir}",
+                  file=sys.stderr, flush=True)
+            raise
+        except BaseException as err:
+            text = "".join(traceback.format_exception_only(type(err), err)).strip()
+            self.store.write_status("failed", env_steps, cfg.total_steps, update, error=text)
+            logger.finish(exit_code=1)
+            self._restore_signals(old_handlers)
+            venv.close()
+            raise
+        if progress:
+            progress.update(env_steps, episodes, last_return, final=True)
+        self.store.write_status("done", env_steps, cfg.total_steps, update)
+        logger.finish()
+        self._restore_signals(old_handlers)
+        venv.close()
+        return RunResult(self.run_dir, "done", env_steps, update, row)
+
+    # --------------------------------------------------------------- helpers
+    def _row(self, env_steps, update, wall, sps, times, batch, pmetrics, vmetrics) -> dict[str, Any]:
+        t0, t1, t2, t3 = times
+        rets = np.asarray(batch.episode_returns, dtype=np.float64)
+        row: dict[str, Any] = {c: float("nan") for c in METRIC_COLUMNS}
+        row.update({
+            "env_steps": env_steps, "update": update, "time/wall": wall, "time/sps": sps,
+            "time/collect": t1 - t0, "time/policy_update": t2 - t1, "time/value_fit": t3 - t2,
+            "rollout/episodes": len(rets),
+            "rollout/ep_return_mean": float(rets.mean()) if len(rets) else float("nan"),
+            "rollout/ep_return_std": float(rets.std()) if len(rets) else float("nan"),
+            "rollout/ep_len_mean": float(np.mean(batch.episode_lengths)) if len(rets) else float("nan"),
+        })
+        row.update(pmetrics)
+        row.update(vmetrics)
+        return row
+
+    def _config_record(self) -> dict[str, Any]:
+        cfg = self.cfg
+        axes = dict(self.options.axes or {"algo": cfg.algo, "env_id": cfg.env_id})
+        return {
+            "run_id": self.run_id, "grid": self.options.grid or self.run_dir.parent.name,
+            "algo": cfg.algo, "env_id": cfg.env_id, "seed": cfg.seed, "total_steps": cfg.total_steps,
+            "axes": axes, "config": cfg.to_dict(), "versions": versions(), "git_commit": git_commit(),
+            "wandb_project": self.options.project, "wandb_group": self.options.group or self.options.grid,
+            "wandb_tags": list(self.options.tags),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+    def _wandb_config(self) -> dict[str, Any]:
+        rec = {**self.cfg.to_dict(), "run_id": self.run_id, "grid": self.options.grid}
+        rec.update({f"axis/{k}": v for k, v in (self.options.axes or {}).items()})
+        return rec
+
+    def _install_signals(self):
+        if not self.options.handle_signals:
+            return None
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        for s in old:
+            signal.signal(s, self._on_signal)
+        return old
+
+    @staticmethod
+    def _restore_signals(old) -> None:
+        if old:
+            for s, h in old.items():
+                signal.signal(s, h)
