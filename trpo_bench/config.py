@@ -61,6 +61,8 @@ class RunConfig:
     # 0.97: Schulman et al. 2016 (GAE) locomotion experiments; Spinning Up also uses 0.97 (sb3: 0.95).
     gae_lambda: float = _setting(0.97, "GAE lambda", "rollout")
     normalize_obs: Any = _setting("auto", "running observation normalization: true | false | auto (on for MuJoCo)", "rollout")
+    # auto: on for MuJoCo, as sb3 zoo's tuned TRPO (VecNormalize) and Tianshou's rew_norm.
+    normalize_rewards: Any = _setting("auto", "scale rewards by the running std of the return: true | false | auto (on for MuJoCo)", "rollout")
     normalize_advantages: bool = _setting(True, "standardize advantages per batch", "rollout")
 
     # --- networks
@@ -116,6 +118,12 @@ class RunConfig:
     def normalize_obs_resolved(self) -> bool:
         if isinstance(self.normalize_obs, bool):
             return self.normalize_obs
+        return is_mujoco_env(self.env_id)
+
+    @property
+    def normalize_rewards_resolved(self) -> bool:
+        if isinstance(self.normalize_rewards, bool):
+            return self.normalize_rewards
         return is_mujoco_env(self.env_id)
 
 
@@ -182,7 +190,7 @@ def is_mujoco_env(env_id: str) -> bool:
 # ---------------------------------------------------------------- coercion
 def _expected_type(name: str) -> type:
     default = getattr(DEFAULTS, name)
-    if name == "normalize_obs":
+    if name in ("normalize_obs", "normalize_rewards"):
         return object
     return type(default)
 
@@ -190,7 +198,7 @@ def _expected_type(name: str) -> type:
 def coerce(name: str, value: Any) -> Any:
     """Convert a YAML / CLI value to the setting's type; raises ValueError with a short reason."""
     kind = _expected_type(name)
-    if name == "normalize_obs":
+    if name in ("normalize_obs", "normalize_rewards"):
         if isinstance(value, bool) or value == "auto":
             return value
         if isinstance(value, str) and value.lower() in ("true", "false"):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from trpo_bench.envs import RunningMeanStd, VecEnv
+from trpo_bench.envs import RewardScaler, RunningMeanStd, VecEnv
 from trpo_bench.policies import NumpyActor, ValueNet
 
 
@@ -50,17 +50,19 @@ class Batch:
 
 
 def collect(venv: VecEnv, actor: NumpyActor, value: ValueNet, obs_rms: RunningMeanStd, steps: int,
-            rng: np.random.Generator, gamma: float, lam: float, action_low=None, action_high=None) -> Batch:
+            rng: np.random.Generator, gamma: float, lam: float, action_low=None, action_high=None,
+            reward_scaler: RewardScaler | None = None) -> Batch:
     """Step ``venv`` for ``steps`` rounds (``steps · num_envs`` transitions) and compute GAE.
 
     Observations are normalized with running statistics updated as they arrive.
     Gaussian actions are clipped to the action bounds for the env only; the batch keeps
-    the sampled action, whose log-probability the update needs.
+    the sampled action, whose log-probability the update needs. ``reward_scaler``, when
+    given, scales the rewards the learner sees (episode returns stay raw).
     """
     n = venv.num_envs
     obs_dim = venv.obs.shape[1]
     obs_buf = np.empty((steps, n, obs_dim))
-    act_buf: list[np.ndarray] = []
+    act_buf: np.ndarray | None = None  # (steps, n, ...) once the first action shows its shape
     rew = np.empty((steps, n))
     term = np.zeros((steps, n), dtype=bool)
     trunc = np.zeros((steps, n), dtype=bool)
@@ -70,20 +72,33 @@ def collect(venv: VecEnv, actor: NumpyActor, value: ValueNet, obs_rms: RunningMe
     ep_lengths: list[int] = []
     clip = action_low is not None
 
+    # The loop runs once per vector step (~250 times per update at the defaults), so it
+    # writes into preallocated buffers and clips with two in-place ufuncs, the same bits
+    # as np.clip without its Python wrapper.
     obs_rms.update(venv.obs)
     obs_n = obs_rms.normalize(venv.obs)
     for t in range(steps):
         obs_buf[t] = obs_n
         act = actor.sample(obs_n, rng)
-        act_buf.append(act)
-        res = venv.step(np.clip(act, action_low, action_high) if clip else act)
+        if act_buf is None:
+            act_buf = np.empty((steps, *act.shape), dtype=act.dtype)
+        act_buf[t] = act
+        if clip:
+            env_act = np.maximum(act, action_low)
+            np.minimum(env_act, action_high, out=env_act)
+        else:
+            env_act = act
+        res = venv.step(env_act)
         rew[t], term[t], trunc[t] = res.reward, res.terminated, res.truncated
-        for i, o in res.final_obs.items():
-            if res.truncated[i]:
-                final_rows.append((t, i))
-                final_obs.append(o)
-        ep_returns += res.episode_returns
-        ep_lengths += res.episode_lengths
+        if reward_scaler is not None:
+            rew[t] = reward_scaler(res.reward, res.terminated | res.truncated)
+        if res.final_obs:
+            for i, o in res.final_obs.items():
+                if res.truncated[i]:
+                    final_rows.append((t, i))
+                    final_obs.append(o)
+            ep_returns += res.episode_returns
+            ep_lengths += res.episode_lengths
         obs_rms.update(res.obs)
         obs_n = obs_rms.normalize(res.obs)
 
@@ -103,10 +118,9 @@ def collect(venv: VecEnv, actor: NumpyActor, value: ValueNet, obs_rms: RunningMe
         next_values[t, i] = final_v[k]
 
     adv = gae(rew, values, next_values, term, trunc, gamma, lam)
-    acts = np.stack(act_buf)
     return Batch(
         obs=obs_buf.reshape(steps * n, obs_dim),
-        actions=acts.reshape(steps * n, *acts.shape[2:]),
+        actions=act_buf.reshape(steps * n, *act_buf.shape[2:]),
         advantages=adv.reshape(-1),
         returns=(adv + values).reshape(-1),
         values=values.reshape(-1),

@@ -25,7 +25,7 @@ import torch
 from trpo_bench import algos
 from trpo_bench.algos.common import PolicyBatch
 from trpo_bench.config import ConfigError, PGSettings, RunConfig, TrustRegionSettings, ValueSettings, validate
-from trpo_bench.envs import IdentityNormalizer, RunningMeanStd, VecEnv
+from trpo_bench.envs import IdentityNormalizer, RewardScaler, RunningMeanStd, VecEnv
 from trpo_bench.logger import WandbLogger
 from trpo_bench.policies import NumpyActor, ValueNet, make_policy
 from trpo_bench.progress import Progress
@@ -56,6 +56,9 @@ class RunOptions:
     progress: bool = True
     progress_interval: float = 10.0
     handle_signals: bool = True
+    # Grid hook: any object with ``is_set()`` (e.g. threading.Event); once set, the run stops at
+    # the next safe point exactly as on SIGTERM (checkpoint, status "interrupted", Interrupted).
+    stop: Any = None
 
 
 @dataclass
@@ -136,6 +139,7 @@ class Agent:
         self.vf_optim = torch.optim.Adam(self.value.parameters(), lr=cfg.vf_lr)
         self.pg_optim = torch.optim.Adam(self.policy.param_list(), lr=cfg.pg_lr) if cfg.algo == "pg" else None
         self.obs_rms = RunningMeanStd((obs_dim,)) if cfg.normalize_obs_resolved else IdentityNormalizer((obs_dim,))
+        self.reward_scaler = RewardScaler(cfg.num_envs, cfg.gamma) if cfg.normalize_rewards_resolved else None
         self.actor = NumpyActor(self.policy)
 
     def state_dict(self) -> dict[str, Any]:
@@ -144,6 +148,7 @@ class Agent:
             "vf_optim": self.vf_optim.state_dict(),
             "pg_optim": None if self.pg_optim is None else self.pg_optim.state_dict(),
             "obs_rms": self.obs_rms.state_dict(),
+            "reward_scaler": None if self.reward_scaler is None else self.reward_scaler.state_dict(),
         }
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
@@ -153,6 +158,8 @@ class Agent:
         if self.pg_optim is not None:
             self.pg_optim.load_state_dict(d["pg_optim"])
         self.obs_rms.load_state_dict(d["obs_rms"])
+        if self.reward_scaler is not None:
+            self.reward_scaler.load_state_dict(d["reward_scaler"])
         self.actor.sync(self.policy)
 
 
@@ -301,7 +308,7 @@ class _Training:
             while update < n_updates:
                 t0 = time.perf_counter()
                 batch = collect(venv, agent.actor, agent.value, agent.obs_rms, steps_per_env, rng,
-                                cfg.gamma, cfg.gae_lambda, low, high)
+                                cfg.gamma, cfg.gae_lambda, low, high, agent.reward_scaler)
                 t1 = time.perf_counter()
 
                 adv = torch.as_tensor(batch.advantages, dtype=torch.float32)
@@ -339,14 +346,16 @@ class _Training:
 
                 if update % cfg.checkpoint_every == 0 or update == n_updates:
                     save_checkpoint()
-                if self.stop_signal is not None and update < n_updates:
+                stop_requested = self.options.stop is not None and self.options.stop.is_set()
+                if (self.stop_signal is not None or stop_requested) and update < n_updates:
                     if update % cfg.checkpoint_every != 0:
                         save_checkpoint()
                     raise Interrupted()
                 self.store.write_status("running", env_steps, cfg.total_steps, update, pid=os.getpid())
         except Interrupted:
             self.store.write_status("interrupted", env_steps, cfg.total_steps, update,
-                                    error=f"stopped by {signal.Signals(self.stop_signal).name}")
+                                    error=f"stopped by {signal.Signals(self.stop_signal).name}"
+                                    if self.stop_signal is not None else "stopped by request")
             logger.finish(exit_code=1)
             self._restore_signals(old_handlers)
             venv.close()
