@@ -240,7 +240,8 @@ class RewardScaler:
         self.ret = self.ret * self.gamma + reward
         self.rms.update(self.ret)
         self.ret[done] = 0.0
-        return np.clip(reward / np.sqrt(self.rms.var + self.eps), -self.clip, self.clip)
+        z = reward / np.sqrt(self.rms.var + self.eps)
+        return np.minimum(np.maximum(z, -self.clip, out=z), self.clip, out=z)  # np.clip, same bits
 
     def state_dict(self) -> dict[str, Any]:
         return {"ret": self.ret.copy(), "rms": self.rms.state_dict()}

@@ -7,6 +7,7 @@ The Fisher matrix F of the policy is never formed: TRPO only needs products F v
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,7 +41,8 @@ def subsample_indices(n: int, fraction: float) -> torch.Tensor | None:
     """
     if fraction >= 1.0:
         return None
-    m = max(1, int(-(-fraction * n // 1)))
+    # round() first: 0.07 * 100 is 7.000000000000001 in floating point, whose ceil is 8.
+    m = max(1, math.ceil(round(fraction * n, 9)))
     return torch.div(torch.arange(m) * n, m, rounding_mode="floor")
 
 
@@ -50,10 +52,12 @@ def mean_kl(policy: Policy, obs: torch.Tensor, old: DistParams) -> torch.Tensor:
 
 
 def make_fvp(policy: Policy, obs: torch.Tensor, old: DistParams, damping: float,
-             mode: str = "analytic") -> Callable[[torch.Tensor], torch.Tensor]:
+             mode: str = "analytic", output: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
     """Return ``v -> (F + damping·I) v`` at the current parameters, F the Fisher of π over ``obs``.
 
-    ``old`` must hold the distribution at the current parameters, detached.
+    ``old`` must hold the distribution at the current parameters, detached. ``output``, if
+    given, is ``policy.output(obs)`` with its autograd graph alive (the caller's forward
+    pass, reused by the analytic products instead of a new one).
     """
     params = policy.param_list()
     if mode == "autograd":
@@ -67,7 +71,8 @@ def make_fvp(policy: Policy, obs: torch.Tensor, old: DistParams, damping: float,
 
         return fvp
     if mode == "analytic":
-        out = policy.output(obs)  # forward once with a graph; each product is one backward
+        # Forward once with a graph; each product is one backward pass through it.
+        out = policy.output(obs) if output is None else output
 
         def fvp(v: torch.Tensor) -> torch.Tensor:
             return policy.fisher_vector_product(obs, old, v, mean_out=out) + damping * v

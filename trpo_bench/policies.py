@@ -82,7 +82,9 @@ class DistParams:
     log_std: torch.Tensor | None = None
 
     def detach(self) -> "DistParams":
-        return DistParams(self.main.detach(), None if self.log_std is None else self.log_std.detach())
+        # clone(): for a Gaussian, log_std *is* the policy's parameter; a bare detach() shares
+        # its storage, so the in-place step (set_flat_params, optimizer.step) would move "old" too.
+        return DistParams(self.main.detach(), None if self.log_std is None else self.log_std.detach().clone())
 
     def index(self, idx: torch.Tensor) -> "DistParams":
         return DistParams(self.main[idx], self.log_std)
@@ -246,12 +248,18 @@ class NumpyActor:
         self.activation = policy.net.activation
 
     def output(self, obs: np.ndarray) -> np.ndarray:
+        # In-place bias and activation: the same bits as ``np.tanh(x @ W + b)`` with fewer
+        # temporaries (this runs once per env step).
+        act = np.tanh if self.activation == "tanh" else _relu
         x = obs
         for W, b in self.weights[:-1]:
-            x = x @ W + b
-            x = np.tanh(x) if self.activation == "tanh" else np.maximum(x, 0.0)
+            x = x @ W
+            x += b
+            act(x, out=x)
         W, b = self.weights[-1]
-        return x @ W + b
+        x = x @ W
+        x += b
+        return x
 
     def sample(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Actions for a batch of (normalized) observations. (B, obs_dim) -> (B, A) or (B,)."""
@@ -262,8 +270,15 @@ class NumpyActor:
             cdf = np.cumsum(p, -1)
             u = rng.random(out.shape[0])[:, None] * cdf[:, -1:]
             return np.minimum((cdf < u).sum(-1), out.shape[-1] - 1)
-        return out + self.std * rng.standard_normal(out.shape)
+        noise = rng.standard_normal(out.shape)
+        noise *= self.std
+        noise += out  # out + std · noise (IEEE + and · commute: same bits)
+        return noise
 
     def mode(self, obs: np.ndarray) -> np.ndarray:
         out = self.output(obs)
         return out.argmax(-1) if self.discrete else out
+
+
+def _relu(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0.0, out=out)

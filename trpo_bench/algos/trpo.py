@@ -10,29 +10,34 @@ import math
 
 import torch
 
-from trpo_bench.algos.common import PolicyBatch, PolicyStats, after_step, ratio, surrogate
+from trpo_bench.algos.common import PolicyBatch, PolicyStats, ratio
 from trpo_bench.config import TrustRegionSettings
 from trpo_bench.linalg import conjugate_gradient, flat_grad, flat_params, make_fvp, set_flat_params, subsample_indices
-from trpo_bench.policies import Policy
+from trpo_bench.policies import DistParams, Policy
 
 
 def update(policy: Policy, batch: PolicyBatch, settings: TrustRegionSettings) -> PolicyStats:
     """One trust-region step: maximize L(θ) subject to mean KL(π_old ‖ π_θ) ≤ δ."""
     params = policy.param_list()
     theta_old = flat_params(params)
+    # One forward pass at θ_old, with its graph, serves π_old (detached), the surrogate's
+    # gradient and the analytic Fisher-vector products; every later forward pass is one
+    # line-search trial (the same numbers as separate passes, fewer of them).
+    dist = policy(batch.obs)
+    old = dist.detach()
     with torch.no_grad():
-        old = policy(batch.obs).detach()
         logp_old = policy.log_prob(old, batch.actions)
         surr_old = float((batch.advantages).mean())  # L(θ_old): every ratio is 1
 
     # 1. Gradient of the surrogate at θ_old.
-    g = flat_grad(surrogate(policy, batch, logp_old), params)
+    g = flat_grad(_surrogate(policy, dist, batch, logp_old), params, retain_graph=True)
 
     # 2. Search direction s ≈ F⁻¹ g by conjugate gradient with Fisher-vector products,
     #    optionally on a subsample of the states (App. C.1).
     idx = subsample_indices(batch.obs.shape[0], settings.fvp_fraction)
     fvp_obs, fvp_old = (batch.obs, old) if idx is None else (batch.obs[idx], old.index(idx))
-    fvp = make_fvp(policy, fvp_obs, fvp_old, settings.cg_damping, settings.fvp)
+    fvp = make_fvp(policy, fvp_obs, fvp_old, settings.cg_damping, settings.fvp,
+                   output=dist.main if idx is None else None)
     cg = conjugate_gradient(fvp, g, settings.cg_iters, settings.cg_tol)
     s = cg.x
 
@@ -64,10 +69,10 @@ def update(policy: Policy, batch: PolicyBatch, settings: TrustRegionSettings) ->
         with torch.no_grad():
             new = policy(batch.obs)
             kl = float(policy.kl(old, new).mean())
-            improve = float(surrogate(policy, batch, logp_old)) - surr_old
+            improve = float(_surrogate(policy, new, batch, logp_old)) - surr_old
         if math.isfinite(kl) and math.isfinite(improve) and kl <= settings.max_kl and improve > 0.0:
             return _finish(stats, policy, batch, old, accepted=True, step=fraction * full_step, g=g,
-                           surr_old=surr_old, logp_old=logp_old, fraction=fraction, backtracks=j)
+                           surr_old=surr_old, logp_old=logp_old, fraction=fraction, backtracks=j, new=new)
 
     # 5. No acceptable step: revert to θ_old.
     set_flat_params(params, theta_old)
@@ -75,16 +80,28 @@ def update(policy: Policy, batch: PolicyBatch, settings: TrustRegionSettings) ->
                    logp_old=logp_old, fraction=0.0, backtracks=settings.max_backtracks)
 
 
+def _surrogate(policy: Policy, dist: DistParams, batch: PolicyBatch, logp_old: torch.Tensor) -> torch.Tensor:
+    """:func:`~trpo_bench.algos.common.surrogate` from the distribution ``dist = policy(batch.obs)``
+    already computed (the same operations, without a second forward pass)."""
+    logp = policy.log_prob(dist, batch.actions)
+    return (torch.exp(logp - logp_old) * batch.advantages).mean()
+
+
 def _finish(stats: PolicyStats, policy: Policy, batch: PolicyBatch, old, *, accepted: bool,
             step: torch.Tensor | None, g: torch.Tensor, surr_old: float, logp_old: torch.Tensor,
-            fraction: float, backtracks: int) -> PolicyStats:
-    stats.kl, stats.kl_max, stats.entropy = after_step(policy, batch, old)
+            fraction: float, backtracks: int, new: DistParams | None = None) -> PolicyStats:
+    """Diagnostics at the final parameters; ``new`` is ``policy(batch.obs)`` there when the
+    caller has it (what common.after_step and common.surrogate would compute)."""
+    with torch.no_grad():
+        if new is None:
+            new = policy(batch.obs)
+        kl = policy.kl(old, new)
+        stats.kl, stats.kl_max, stats.entropy = float(kl.mean()), float(kl.max()), float(policy.entropy(new).mean())
+        stats.surrogate_actual = float(_surrogate(policy, new, batch, logp_old)) - surr_old
     stats.accepted = float(accepted)
     stats.step_fraction = fraction
     stats.backtracks = float(backtracks)
     stats.step_norm = 0.0 if step is None else float(step.norm())
     stats.surrogate_expected = 0.0 if step is None else float(g @ step)
-    with torch.no_grad():
-        stats.surrogate_actual = float(surrogate(policy, batch, logp_old)) - surr_old
     stats.improvement_ratio = ratio(stats.surrogate_actual, stats.surrogate_expected)
     return stats
