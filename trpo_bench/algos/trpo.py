@@ -49,17 +49,19 @@ def update(policy: Policy, batch: PolicyBatch, settings: TrustRegionSettings) ->
     )
     if not (math.isfinite(sHs) and sHs > 0.0):
         # No usable direction (zero gradient or a broken model): keep θ_old.
+        searched = settings.line_search
         return _finish(stats, policy, batch, old, accepted=False, step=None, g=g, surr_old=surr_old,
-                       logp_old=logp_old, fraction=0.0, backtracks=0)
+                       logp_old=logp_old, fraction=0.0 if searched else None, backtracks=0 if searched else None)
     beta = math.sqrt(2.0 * settings.max_kl / sHs)
     full_step = beta * s
     stats.step_size = beta
 
     if not settings.line_search:
         # Natural PG: the full step, unchecked (Kakade 2001; Rajeswaran et al. 2017's normalised step).
+        # No line search, so its diagnostics (fraction, backtracks) do not apply.
         set_flat_params(params, theta_old + full_step)
         return _finish(stats, policy, batch, old, accepted=True, step=full_step, g=g, surr_old=surr_old,
-                       logp_old=logp_old, fraction=1.0, backtracks=0)
+                       logp_old=logp_old, fraction=None, backtracks=None)
 
     # 4. Backtracking line search: shrink the step until the KL bound holds and the
     #    surrogate improves; non-finite values count as failures.
@@ -89,7 +91,7 @@ def _surrogate(policy: Policy, dist: DistParams, batch: PolicyBatch, logp_old: t
 
 def _finish(stats: PolicyStats, policy: Policy, batch: PolicyBatch, old, *, accepted: bool,
             step: torch.Tensor | None, g: torch.Tensor, surr_old: float, logp_old: torch.Tensor,
-            fraction: float, backtracks: int, new: DistParams | None = None) -> PolicyStats:
+            fraction: float | None, backtracks: int | None, new: DistParams | None = None) -> PolicyStats:
     """Diagnostics at the final parameters; ``new`` is ``policy(batch.obs)`` there when the
     caller has it (what common.after_step and common.surrogate would compute)."""
     with torch.no_grad():
@@ -100,7 +102,7 @@ def _finish(stats: PolicyStats, policy: Policy, batch: PolicyBatch, old, *, acce
         stats.surrogate_actual = float(_surrogate(policy, new, batch, logp_old)) - surr_old
     stats.accepted = float(accepted)
     stats.step_fraction = fraction
-    stats.backtracks = float(backtracks)
+    stats.backtracks = None if backtracks is None else float(backtracks)
     stats.step_norm = 0.0 if step is None else float(step.norm())
     stats.surrogate_expected = 0.0 if step is None else float(g @ step)
     stats.improvement_ratio = ratio(stats.surrogate_actual, stats.surrogate_expected)

@@ -1,0 +1,307 @@
+"""From tidy run-store frames to the arrays that ``stats`` works on.
+
+Vocabulary: a *method* is an algorithm plus the values of the grid axes that
+vary within it ("TRPO" in an algorithm comparison, "TRPO, δ=0.01" in an
+ablation). Final performance is taken only from *finished* runs (state "done"
+and env_steps >= total_steps); the others are counted and reported, not used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis import stats
+from analysis.load import RunStore
+
+RETURN = "rollout/ep_return_mean"
+ALGO_ORDER = ("trpo", "npg", "pg")
+ALGO_LABELS = {"trpo": "TRPO", "npg": "NPG", "pg": "PG"}
+AXIS_LABELS = {
+    "max_kl": "δ",
+    "cg_iters": "CG iters",
+    "cg_damping": "CG damping",
+    "fvp_fraction": "FVP fraction",
+    "steps_per_update": "steps/update",
+    "max_backtracks": "max backtracks",
+    "backtrack_coef": "backtrack coef",
+}
+AXIS_TITLES = {
+    "max_kl": "trust-region size δ (max KL)",
+    "cg_iters": "CG iterations",
+    "cg_damping": "CG damping",
+    "fvp_fraction": "fraction of batch in Fisher-vector products",
+    "steps_per_update": "environment steps per update (batch size)",
+    "max_backtracks": "maximum line-search backtracks",
+    "backtrack_coef": "line-search shrink factor",
+}
+
+
+def algo_label(algo: Any) -> str:
+    return ALGO_LABELS.get(str(algo), str(algo))
+
+
+def format_value(value: Any) -> str:
+    """Compact axis value: 0.01 -> '0.01', 10.0 -> '10', 100000 -> '100k'."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        v = float(value)
+        if math.isnan(v):
+            return "n/a"
+        if v.is_integer() and abs(v) >= 1000:
+            return format_steps(v)
+        return f"{v:g}"
+    return str(value)
+
+
+def format_steps(steps: float) -> str:
+    """1_000_000 -> '1M', 80_000 -> '80k'."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(steps) >= div:
+            return f"{steps / div:.3g}{suffix}"
+    return f"{steps:g}"
+
+
+def axis_value_label(axis: str, value: Any) -> str:
+    return f"{AXIS_LABELS.get(axis, axis)}={format_value(value)}"
+
+
+def sort_key(value: Any) -> tuple:
+    """Order algorithms as ALGO_ORDER, numbers numerically, the rest by name."""
+    if isinstance(value, str) and value in ALGO_ORDER:
+        return (0, ALGO_ORDER.index(value), "")
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return (1, float(value), "")
+    return (2, 0, str(value))
+
+
+def sorted_values(values: Sequence[Any] | pd.Series) -> list[Any]:
+    return sorted(pd.unique(pd.Series(list(values))), key=sort_key)
+
+
+# ---------------------------------------------------------------------------
+# Axes and methods
+# ---------------------------------------------------------------------------
+
+
+def varying_axes(runs: pd.DataFrame, axes: Sequence[str]) -> list[str]:
+    """Numeric grid axes with more than one value within some (grid, algo, env_id)."""
+    out = []
+    for axis in axes:
+        if axis not in runs.columns or axis in ("seed",):
+            continue
+        col = pd.to_numeric(runs[axis], errors="coerce")
+        if col.isna().all():
+            continue
+        counts = col.groupby([runs["grid"], runs["algo"], runs["env_id"]]).nunique()
+        if (counts > 1).any():
+            out.append(axis)
+    return out
+
+
+def algos_varying(runs: pd.DataFrame, axis: str) -> list[str]:
+    """Algorithms whose runs take more than one value of ``axis``."""
+    counts = pd.to_numeric(runs[axis], errors="coerce").groupby(runs["algo"]).nunique()
+    return sorted_values([a for a, n in counts.items() if n > 1])
+
+
+def method_label(row: Mapping[str, Any], axes: Sequence[str]) -> str:
+    """'TRPO' or 'TRPO, δ=0.01, CG iters=10' from a row and the varying axes."""
+    parts = [axis_value_label(a, row[a]) for a in axes if a in row and pd.notna(row[a])]
+    return ", ".join([algo_label(row["algo"]), *parts])
+
+
+def with_methods(frame: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with a "method" column (see ``method_label``)."""
+    out = frame.copy()
+    out["method"] = [method_label(r, axes) for r in out.to_dict("records")] if len(out) else []
+    return out
+
+
+def method_order(frame: pd.DataFrame, axes: Sequence[str]) -> list[str]:
+    """Methods in ALGO_ORDER, then by axis values."""
+    if frame.empty:
+        return []
+    cols = ["algo", *[a for a in axes if a in frame.columns]]
+    keys = frame[cols + ["method"]].drop_duplicates("method").to_dict("records")
+    return [k["method"] for k in sorted(keys, key=lambda r: tuple(sort_key(r[c]) for c in cols))]
+
+
+# ---------------------------------------------------------------------------
+# Final performance
+# ---------------------------------------------------------------------------
+
+
+def final_scores(
+    store: RunStore, metric: str = RETURN, fraction: float = stats.DEFAULT_FINAL_FRACTION
+) -> pd.DataFrame:
+    """One row per run of ``store.runs`` with column "final".
+
+    final = stats.final_performance of ``metric`` over the run's updates (NaN
+    for runs without metrics or without a finite value in the window).
+    """
+    finals: dict[str, float] = {}
+    if len(store.metrics) and metric in store.metrics.columns:
+        for run_id, rows in store.metrics.groupby("run_id", sort=False):
+            values = rows.sort_values("env_steps", kind="stable")[metric].to_numpy(dtype=float)
+            finals[str(run_id)] = stats.final_performance(values, fraction)
+    out = store.runs.drop(columns=["_axes"], errors="ignore").copy()
+    out["final"] = [finals.get(r, math.nan) for r in out["run_id"]]
+    return out
+
+
+def usable(final: pd.DataFrame) -> pd.Series:
+    """Runs that enter final-performance statistics: finished with a finite score."""
+    return final["finished"].astype(bool) & np.isfinite(final["final"].astype(float))
+
+
+def score_matrix(final: pd.DataFrame, tasks: Sequence[str], value: str = "final") -> np.ndarray:
+    """(runs, tasks) scores of usable runs, NaN-padded where a task has fewer runs."""
+    ok = final[usable(final)]
+    cols = [ok.loc[ok["env_id"] == t, value].to_numpy(dtype=float) for t in tasks]
+    n = max((len(c) for c in cols), default=0)
+    out = np.full((n, len(tasks)), np.nan)
+    for j, c in enumerate(cols):
+        out[: len(c), j] = c
+    return out
+
+
+def exclusion_notes(final: pd.DataFrame, group: Sequence[str] = ("method", "env_id")) -> list[str]:
+    """'<method> on <task>: k of n runs finished' for every group missing runs."""
+    notes = []
+    keep = usable(final)
+    for key, rows in final.groupby(list(group), sort=True, dropna=False):
+        n, k = len(rows), int(keep.loc[rows.index].sum())
+        if k < n:
+            where = " on ".join(str(v) for v in (key if isinstance(key, tuple) else (key,)))
+            notes.append(f"{where}: {k} of {n} runs finished and used")
+    return notes
+
+
+def final_table(
+    final: pd.DataFrame,
+    by: Sequence[str] = ("env_id", "method"),
+    *,
+    statistic: str = "mean",
+    reps: int = stats.DEFAULT_REPS,
+    confidence: float = stats.DEFAULT_CONFIDENCE,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Final return per group with a bootstrap CI over runs.
+
+    Columns: *by, estimate, ci_low, ci_high, n (runs used), n_runs (runs in the
+    group, unfinished included). Groups without usable runs get NaN estimates.
+    """
+    fn = {"mean": stats.mean, "iqm": stats.iqm}[statistic]
+    keep = usable(final)
+    rows = []
+    for i, (key, g) in enumerate(final.groupby(list(by), sort=False, dropna=False)):
+        values = g.loc[keep.loc[g.index], "final"].to_numpy(dtype=float)
+        if values.size:
+            iv = stats.stratified_bootstrap(values[:, None], fn, reps=reps, confidence=confidence,
+                                            seed=np.random.default_rng([seed, i]))
+            est, lo, hi = float(iv.point), float(iv.low), float(iv.high)
+        else:
+            est = lo = hi = math.nan
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(by, key)), "estimate": est, "ci_low": lo, "ci_high": hi,
+                     "n": int(values.size), "n_runs": len(g)})
+    table = pd.DataFrame(rows, columns=[*by, "estimate", "ci_low", "ci_high", "n", "n_runs"])
+    order = {c: sorted_values(table[c]) for c in by}
+    return table.sort_values(list(by), key=lambda s: s.map(lambda v: order[s.name].index(v))).reset_index(drop=True)
+
+
+def normalized_scores(
+    final: pd.DataFrame,
+    methods: Sequence[str],
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+    """Per-method (runs, tasks) normalized score matrices over a common task set.
+
+    Returns (scores, tasks used, tasks left out for lack of a reference score).
+    """
+    table = stats.reference_scores(overrides)
+    all_tasks = sorted_values(final["env_id"])
+    tasks = [t for t in all_tasks if t in table]
+    scores = {}
+    for m in methods:
+        raw = score_matrix(final[final["method"] == m], tasks)
+        if raw.size and np.isfinite(raw).any():
+            scores[m] = stats.normalize_tasks(raw, tasks, overrides)
+    return scores, tasks, [t for t in all_tasks if t not in table]
+
+
+# ---------------------------------------------------------------------------
+# Curves
+# ---------------------------------------------------------------------------
+
+
+def curve_table(
+    metrics: pd.DataFrame,
+    *,
+    hue: str = "algo",
+    x: str = "env_steps",
+    metric: str = RETURN,
+    n_points: int = 100,
+    statistic: str = "mean",
+    reps: int = stats.DEFAULT_REPS,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Curves aligned per task onto one x grid, summarized per ``hue`` value.
+
+    Long format, one row per (env_id, hue value, grid point): x, estimate,
+    ci_low, ci_high (percentile bootstrap over runs), n (runs with data at x),
+    n_runs (runs with any data in the group).
+    """
+    cols = ["env_id", "hue", "x", "estimate", "ci_low", "ci_high", "n", "n_runs"]
+    if metrics.empty or x not in metrics.columns or metric not in metrics.columns:
+        return pd.DataFrame(columns=cols)
+    frames = []
+    for i, task in enumerate(sorted_values(metrics["env_id"])):
+        rows = metrics[metrics["env_id"] == task].sort_values(["run_id", x], kind="stable")
+        runs = {rid: r for rid, r in rows.groupby("run_id", sort=True)}
+        grid = stats.step_grid([r[x].to_numpy(dtype=float) for r in runs.values()], n_points)
+        if grid.size == 0:
+            continue
+        for j, h in enumerate(sorted_values(rows[hue])):
+            members = [r for r in runs.values() if same_value(r[hue].iloc[0], h)]
+            curves = stats.align_curves([r[x].to_numpy(dtype=float) for r in members],
+                                        [r[metric].to_numpy(dtype=float) for r in members], grid)
+            if not np.isfinite(curves).any():
+                continue
+            iv = stats.curve_interval(curves, statistic, reps=reps, seed=np.random.default_rng([seed, i, j]))
+            frames.append(pd.DataFrame({"env_id": task, "hue": [h] * grid.size, "x": grid,
+                                        "estimate": iv.point, "ci_low": iv.low, "ci_high": iv.high,
+                                        "n": np.isfinite(curves).sum(axis=0),
+                                        "n_runs": int(np.isfinite(curves).any(axis=1).sum())}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equality that treats two missing values as equal."""
+    return (pd.isna(a) and pd.isna(b)) if (pd.isna(a) or pd.isna(b)) else a == b
+
+
+def coverage_notes(runs: pd.DataFrame, hue: str, label=str) -> list[str]:
+    """'<hue>: k of n runs reached <total> steps[, m failed before the first update]'."""
+    notes = []
+    for h in sorted_values(runs[hue]):
+        g = runs[[same_value(v, h) for v in runs[hue]]]
+        total = pd.to_numeric(g["total_steps"], errors="coerce").max()
+        reached = int((pd.to_numeric(g["env_steps"], errors="coerce") >= total).sum())
+        if reached < len(g):
+            notes.append(f"{label(h)}: {reached} of {len(g)} runs reached {format_steps(total)} steps")
+            empty = int((~g["has_metrics"].astype(bool)).sum())
+            if empty:
+                notes.append(f"  ({empty} failed before any update)")
+    return notes
+
+
+def unfinished_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs that failed, are still running, or stopped short of total_steps."""
+    bad = ~runs["finished"].astype(bool)
+    cols = ["grid", "run_id", "algo", "env_id", "seed", "state", "env_steps", "total_steps", "error"]
+    return runs.loc[bad, [c for c in cols if c in runs.columns]].reset_index(drop=True)

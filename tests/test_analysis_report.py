@@ -1,0 +1,134 @@
+"""analysis.report, analysis.tables and the command line."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import plots, summary, tables
+from analysis.__main__ import main
+from analysis.load import load_store
+from analysis.report import write_report
+from analysis.synthetic import write_grid, write_synthetic_store
+
+REPS = 200
+
+
+@pytest.fixture(scope="module")
+def store_root(tmp_path_factory):
+    return write_synthetic_store(tmp_path_factory.mktemp("runs"), updates=20)
+
+
+@pytest.fixture
+def fast_figures(monkeypatch):
+    """Replace figure rendering by empty files (test_analysis_plots renders them)."""
+
+    def save(fig, out_dir, name, formats=("png", "pdf")):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = [out_dir / f"{name}.{fmt}" for fmt in formats]
+        for p in paths:
+            p.write_bytes(b"")
+        return paths
+
+    monkeypatch.setattr(plots, "save_figure", save)
+
+
+def section(md: str, title: str) -> str:
+    start = md.index(title)
+    end = md.find("\n### ", start + 1)
+    return md[start: end if end > 0 else None]
+
+
+def test_report_describes_the_grid_and_lists_failed_and_unfinished_runs(store_root, tmp_path, fast_figures):
+    path = write_report([store_root / "main", store_root / "delta"], tmp_path, reps=REPS)
+    assert path == tmp_path / "report.md"
+    md = path.read_text()
+    main = md[md.index("## Grid `main`"):]
+    assert "`experiments/main.yaml`" in main
+    assert "- Axis `algo`: `trpo`, `npg`, `pg`" in main
+    assert "(3 seeds)" in main
+    assert "18 found of 18 in grid.json; 16 finished, 2 failed or unfinished" in main
+    problems = section(main, "### Failed or unfinished runs")
+    assert "| `pg-CartPole-v1-s1` | pg | CartPole-v1 | 1 | failed | 0 / 20k | FloatingPointError" in problems
+    assert "| `trpo-Hopper-v5-s2` | trpo | Hopper-v5 | 2 | running | 24k / 40k |  |" in problems
+    assert "trpo-Hopper-v5-s0" not in problems
+
+    delta = md[md.index("## Grid `delta`"): md.index("## Grid `main`")]
+    assert "- Axis `max_kl`: `0.003`, `0.01`, `0.03`" in delta
+    problems = section(delta, "### Failed or unfinished runs")
+    assert "| `npg-CartPole-v1-max_kl=0.03-s0` | npg | CartPole-v1 | 0 | failed | 8k / 20k |" in problems
+    assert "never started): `trpo-Hopper-v5-max_kl=0.03-s2`" in problems
+    final = section(delta, "### Final return")
+    assert "| task | TRPO, δ=0.003 | TRPO, δ=0.01 | TRPO, δ=0.03 | NPG, δ=0.003 | NPG, δ=0.01 | NPG, δ=0.03 |" in final
+    assert re.search(r"\| CartPole-v1 \|.*\(2/3\) \|", final)  # the failed run is counted, not used
+
+
+def test_report_figure_and_table_links_resolve(store_root, tmp_path):
+    # Real rendering here: this writes the ablation figures (cg grid).
+    md = write_report([store_root / "cg"], tmp_path, reps=REPS).read_text()
+    assert "All runs finished" in md
+    links = re.findall(r"\]\(([^)]+)\)", md)
+    assert {"ablation_cg_iters.png", "ablation_cg_iters.pdf", "curves_cg_iters_trpo.png", "trust_region.pdf",
+            "tables/final_return.csv", "tables/final_return.tex"} <= set(links)
+    for link in links:
+        target = tmp_path / link
+        assert target.is_file() and target.stat().st_size > 0, link
+    assert "| task | TRPO, CG iters=1 | TRPO, CG iters=3 | TRPO, CG iters=10 |" in md
+
+
+def test_report_reuses_figures_rendered_after_the_last_run_update(store_root, tmp_path, fast_figures):
+    paths = plots.make_all([store_root / "cg"], tmp_path, reps=REPS)
+    before = {p: p.stat().st_mtime_ns for p in paths}
+    md = write_report([store_root / "cg"], tmp_path, reps=REPS).read_text()
+    assert {p: p.stat().st_mtime_ns for p in paths} == before
+    assert "![ablation_cg_iters](ablation_cg_iters.png)" in md
+
+
+def test_final_table_numbers(tmp_path):
+    final = pd.DataFrame({
+        "env_id": ["A"] * 4 + ["B"] * 2,
+        "method": ["X", "X", "X", "Y", "X", "Y"],
+        "final": [1.0, 2.0, 3.0, 10.0, 5.0, np.nan],
+        "finished": [True, True, False, True, True, True],
+    })
+    table = summary.final_table(final, reps=REPS).set_index(["env_id", "method"])
+    assert table.loc[("A", "X"), "estimate"] == pytest.approx(1.5)  # the unfinished run is left out
+    assert (table.loc[("A", "X"), "n"], table.loc[("A", "X"), "n_runs"]) == (2, 3)
+    assert table.loc[("A", "X"), "ci_low"] <= 1.5 <= table.loc[("A", "X"), "ci_high"]
+    assert np.isnan(table.loc[("B", "Y"), "estimate"])
+    md = tables.to_markdown(table.reset_index())
+    assert md.splitlines()[0] == "| task | X | Y |"
+    assert "| A | 1.5 [1.0, 2.0] (2/3) | 10.0 [10.0, 10.0] |" in md
+    assert "| B | 5.0 [5.0, 5.0] | n/a (0/1) |" in md
+    tex = tables.to_latex(table.reset_index(), caption="50% of runs_x")
+    assert r"\caption{50\% of runs\_x}" in tex and r"\toprule" in tex and r"\bottomrule" in tex
+    paths = tables.write_tables(table.reset_index(), tmp_path, "t")
+    assert [p.name for p in paths] == ["t.csv", "t.md", "t.tex"]
+    assert pd.read_csv(paths[0])["n"].tolist() == [2, 1, 1, 0]
+
+
+def test_latex_escapes_special_characters():
+    assert tables.latex_escape("TRPO, δ=0.01 & 5% #1_a") == r"TRPO, $\delta$=0.01 \& 5\% \#1\_a"
+
+
+def test_cli_plot_and_report_default_paths(store_root, tmp_path, capsys, fast_figures):
+    runs = tmp_path / "runs"
+    write_grid(runs, "g", {"algo": ["trpo", "pg"], "env_id": ["CartPole-v1"]}, [0, 1], updates=8,
+               rng=np.random.default_rng(0))
+    assert main(["plot", str(runs), "--reps", "50"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed and all(p.startswith(str(runs / "figures")) for p in printed)
+    assert str(runs / "figures" / "curves.png") in printed
+    assert main(["report", str(runs / "g"), "--reps", "50"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed[-1] == str(runs / "g" / "figures" / "report.md")
+    assert str(runs / "g" / "figures" / "tables" / "final_return.csv") in printed
+    assert str(runs / "g" / "figures" / "curves.png") in printed
+    with pytest.raises(SystemExit):
+        main(["plot", str(tmp_path / "missing")])
+
+
+def test_store_loaded_for_report_counts_every_run(store_root):
+    runs = load_store(store_root / "delta").runs
+    assert len(runs) == 35 and (~runs["finished"]).sum() == 1
