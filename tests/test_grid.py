@@ -1,0 +1,329 @@
+"""Experiment grids: expansion, validation, skip / resume / lock behaviour of ``trpo-bench grid``.
+
+The launches use a tiny grid (2 algorithms x 2 seeds, 4 updates of 512 CartPole steps).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import yaml
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+from trpo_bench import cli
+from trpo_bench.config import ConfigError
+from trpo_bench.grid import FileLock, expand, select
+from trpo_bench.store import TIME_COLUMNS
+
+TINY = {
+    "name": "tiny",
+    "base": {"env_id": "CartPole-v1", "total_steps": 2048, "steps_per_update": 512, "num_envs": 4,
+             "checkpoint_every": 1},
+    "axes": {"algo": ["trpo", "pg"]},
+    "seeds": 2,
+}
+TINY_IDS = ["trpo-CartPole-v1-s0", "trpo-CartPole-v1-s1", "pg-CartPole-v1-s0", "pg-CartPole-v1-s1"]
+N_UPDATES = 4
+
+
+def write_grid(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def grid_args(path: Path, out: Path, *extra: str) -> list[str]:
+    return ["grid", str(path), "--out", str(out), "--workers", "2", "--wandb", "disabled", "--no-analysis", *extra]
+
+
+def metrics_rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def without_time(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in rows]
+
+
+# ------------------------------------------------------------------ expansion
+
+def test_expand_tiny_grid_counts_ids_and_record():
+    grid = expand(TINY, "tiny.yaml")
+    assert [r.run_id for r in grid.runs] == TINY_IDS
+    assert {r.run_id: r.axes for r in grid.runs}["pg-CartPole-v1-s1"] == {"algo": "pg"}
+    run = grid.runs[1]
+    assert (run.config.algo, run.config.seed, run.config.total_steps, run.config.num_envs) == ("trpo", 1, 2048, 4)
+    assert grid.record() == {"name": "tiny", "source": "tiny.yaml", "axes": {"algo": ["trpo", "pg"]},
+                             "seeds": [0, 1], "runs": TINY_IDS}
+
+
+def test_expand_include_exclude_overrides_and_explicit_seeds():
+    data = {
+        "name": "mix",
+        "base": {"total_steps": 4096},
+        "axes": {"algo": ["trpo", "npg", "pg"], "env_id": ["CartPole-v1", "Pendulum-v1"]},
+        "seeds": [3, 7],
+        "exclude": [{"algo": "pg", "env_id": "Pendulum-v1"}],
+        "include": [{"algo": "trpo", "env_id": "Acrobot-v1", "max_kl": 0.02},
+                    {"algo": "npg", "env_id": "CartPole-v1"}],  # repeats a product combination: no duplicate
+        "overrides": [{"match": {"env_id": "Pendulum-v1"}, "set": {"steps_per_update": 4096}}],
+    }
+    grid = expand(data, "mix.yaml")
+    ids = [r.run_id for r in grid.runs]
+    assert len(ids) == len(set(ids)) == (3 * 2 - 1 + 1) * 2
+    by_id = {r.run_id: r.config for r in grid.runs}
+    # max_kl varies across the grid (0.01 in the product, 0.02 in the include), so it is in every id
+    assert "trpo-Acrobot-v1-max_kl=0.02-s7" in by_id and by_id["trpo-Acrobot-v1-max_kl=0.02-s7"].max_kl == 0.02
+    assert "trpo-CartPole-v1-max_kl=0.01-s3" in by_id
+    assert not any(i.startswith("pg-Pendulum") for i in ids)
+    assert {c.seed for c in by_id.values()} == {3, 7}
+    for c in by_id.values():
+        assert c.steps_per_update == (4096 if c.env_id == "Pendulum-v1" else 2048)
+        assert c.total_steps == 4096
+    assert grid.axes == {"algo": ["trpo", "npg", "pg"], "env_id": ["CartPole-v1", "Pendulum-v1", "Acrobot-v1"],
+                         "max_kl": [0.01, 0.02]}
+    assert grid.seeds == [3, 7]
+    assert sorted(r.run_id for r in select(grid.runs, "trpo-*")) == sorted(i for i in ids if i.startswith("trpo-"))
+    assert {r.run_id for r in select(grid.runs, "Pendulum")} == {i for i in ids if "Pendulum" in i}
+
+
+def test_unmatched_exclude_is_a_warning():
+    grid = expand({**TINY, "exclude": [{"algo": "npg"}]}, "tiny.yaml")
+    assert len(grid.runs) == 4
+    assert grid.warnings == ["tiny.yaml: exclude[0] matches no combination of the axes"]
+
+
+def test_every_problem_is_reported_with_file_and_field(tmp_path, capsys):
+    bad = write_grid(tmp_path / "bad.yaml", {
+        "name": "bad",
+        "axis": {"algo": ["trpo"]},
+        "base": {"env_id": "CartPole-v1", "totl_steps": 100},
+        "axes": {"algo": ["trpo", "npg"], "max_kl": [0.01, 0.02, -1], "env_id": ["CartPole-v1", "CartPol-v1"]},
+        "seeds": [0, 0],
+        "exclude": [{"algo": "pgg"}],
+        "overrides": [{"match": {"env_id": "CartPole-v1"}, "set": {"cg_iters": 0}}],
+    })
+    out = tmp_path / "runs"
+    assert cli.main(grid_args(bad, out)) == 2
+    err = capsys.readouterr().err
+    src = str(bad)
+    for line in [
+        f"{src}: axis: unknown top-level key 'axis' (did you mean 'axes'?)",
+        f"{src}: base.totl_steps: unknown setting 'totl_steps' (did you mean 'total_steps'?)",
+        f"{src}: axes.max_kl[2]: 'max_kl' (delta) must be > 0; got -1.0",
+        f"{src}: axes.env_id[1]: 'env_id' 'CartPol-v1' is not a registered gymnasium environment "
+        "(did you mean 'CartPole-v1'?)",
+        f"{src}: seeds[1]: seed 0 is listed twice",
+        f"{src}: exclude[0].algo: 'algo' must be one of trpo, npg, pg; got 'pgg'",
+        f"{src}: overrides[0].set.cg_iters: 'cg_iters' must be >= 1; got 0",
+    ]:
+        assert line in err
+    assert err.count("axes.max_kl[2]") == 1  # one report, not one per run that carries the value
+    assert not out.exists()
+
+
+def test_expand_raises_configerror_for_wrong_shapes():
+    with pytest.raises(ConfigError) as info:
+        expand({"axes": {"max_kl": 0.01}, "seeds": "three", "include": {"algo": "trpo"}}, "s.yaml",
+               check_envs=False)
+    text = "\n".join(info.value.problems)
+    assert "s.yaml: axes.max_kl: expected a non-empty list of values, got 0.01 (write [0.01])" in text
+    assert "s.yaml: seeds: expected a count (3) or a list of seeds ([0, 1, 2]); got 'three'" in text
+    assert "s.yaml: include: expected a list of mappings, got dict" in text
+
+
+# ------------------------------------------------------------------ launches
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The tiny grid run once, uninterrupted."""
+    root = tmp_path_factory.mktemp("reference")
+    path = write_grid(root / "tiny.yaml", TINY)
+    out = root / "runs"
+    assert cli.main(grid_args(path, out)) == 0
+    return path, out / "tiny"
+
+
+def test_grid_runs_every_run_and_writes_grid_json(reference):
+    path, grid_dir = reference
+    record = json.loads((grid_dir / "grid.json").read_text())
+    assert record == {"name": "tiny", "source": str(path), "axes": {"algo": ["trpo", "pg"]}, "seeds": [0, 1],
+                      "runs": TINY_IDS}
+    for rid in TINY_IDS:
+        run_dir = grid_dir / rid
+        assert json.loads((run_dir / "status.json").read_text())["state"] == "done"
+        assert [int(r["update"]) for r in metrics_rows(run_dir)] == list(range(1, N_UPDATES + 1))
+        config = json.loads((run_dir / "config.json").read_text())
+        assert config["grid"] == "tiny" and config["axes"] == {"algo": rid.split("-")[0]}
+        assert f"starting {rid}" in (run_dir / "train.log").read_text()
+
+
+def test_second_launch_skips_everything(reference, capsys):
+    path, grid_dir = reference
+    files = [grid_dir / rid / name for rid in TINY_IDS for name in ("metrics.csv", "checkpoint.pt", "status.json")]
+    before = {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in files}
+    capsys.readouterr()
+    assert cli.main(grid_args(path, grid_dir.parent)) == 0
+    out = capsys.readouterr().out
+    assert "4 done (skipped), 0 to resume, 0 to start" in out
+    assert {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in files} == before
+    assert cli.main(grid_args(path, grid_dir.parent, "--dry-run")) == 0
+    listed = [line.split()[:2] for line in capsys.readouterr().out.splitlines() if line.startswith("done ")]
+    assert sorted(listed) == sorted(["done", rid] for rid in TINY_IDS)
+
+
+def test_changed_grid_file_does_not_reuse_stored_runs(reference, tmp_path, capsys):
+    _, grid_dir = reference
+    changed = write_grid(tmp_path / "tiny.yaml", {**TINY, "base": {**TINY["base"], "total_steps": 4096}})
+    assert cli.main(grid_args(changed, grid_dir.parent)) == 2
+    err = capsys.readouterr().err
+    assert "config.json: the stored run differs from the grid file (total_steps: stored 2048, grid 4096)" in err
+
+
+def test_a_run_locked_by_another_launch_is_skipped(tmp_path, capsys):
+    path = write_grid(tmp_path / "tiny.yaml", TINY)
+    out = tmp_path / "runs"
+    lock = FileLock(out / "tiny" / ".locks" / "pg-CartPole-v1-s1.lock")
+    assert lock.acquire()
+    try:
+        assert cli.main(grid_args(path, out, "--dry-run")) == 0
+        assert "locked  pg-CartPole-v1-s1" in capsys.readouterr().out
+        assert cli.main(grid_args(path, out, "--only", "pg-CartPole-v1-s1")) == 3
+        captured = capsys.readouterr()
+        assert f"being trained by another launch (pid {os.getpid()}" in captured.err
+        assert not (out / "tiny" / "pg-CartPole-v1-s1").exists()
+    finally:
+        lock.release()
+
+
+def test_sigkill_midway_then_relaunch_matches_uninterrupted_grid(reference, tmp_path):
+    """Kill the launcher and its workers (SIGKILL to the process group) once a run has a
+    checkpoint; the relaunch resumes and ends with the same metrics as an uninterrupted grid."""
+    _, ref_dir = reference
+    path = write_grid(tmp_path / "tiny.yaml", TINY)
+    out = tmp_path / "runs"
+    grid_dir = out / "tiny"
+    exe = shutil.which("trpo-bench")
+    cmd = [exe] if exe else [sys.executable, "-m", "trpo_bench.cli"]
+    cmd += grid_args(path, out)
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed_midway = False
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            with_checkpoint = [r for r in TINY_IDS if (grid_dir / r / "checkpoint.pt").exists()]
+            done = [r for r in TINY_IDS if _state(grid_dir / r) == "done"]
+            if with_checkpoint and len(done) < len(TINY_IDS):
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed_midway = True
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None and not killed_midway:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        _wait_group_gone(proc.pid)
+    assert killed_midway, "the grid finished (or hung) before a checkpoint could be caught"
+    unfinished = [r for r in TINY_IDS if _state(grid_dir / r) != "done"]
+    assert unfinished
+
+    assert cli.main(grid_args(path, out)) == 0
+    for rid in TINY_IDS:
+        assert _state(grid_dir / rid) == "done"
+        rows = metrics_rows(grid_dir / rid)
+        assert [int(r["update"]) for r in rows] == list(range(1, N_UPDATES + 1))  # nothing lost or repeated
+        assert without_time(rows) == without_time(metrics_rows(ref_dir / rid)), rid
+
+
+def _state(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "status.json").read_text())["state"]
+    except (OSError, ValueError):
+        return None
+
+
+def _wait_group_gone(pgid: int, timeout: float = 30.0) -> None:
+    """SIGKILL is delivered at once, but a worker inside fsync leaves only when it returns."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"processes of group {pgid} still alive {timeout} s after SIGKILL")
+
+
+# ------------------------------------------------------------------ envs that fail on purpose
+
+class FlakyCartPole(CartPoleEnv):
+    """CartPole whose 300th step (per env) raises, unless the file named by $TRPO_BENCH_TEST_MARKER
+    exists; the failure creates it, so the run fails once and its retry goes through."""
+
+    always = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.steps_taken = 0  # restored with the env state when the run resumes
+
+    def step(self, action):
+        self.steps_taken += 1
+        marker = Path(os.environ.get("TRPO_BENCH_TEST_MARKER", "/nonexistent/marker"))
+        if self.steps_taken == 300 and (self.always or not marker.exists()):
+            if not self.always:
+                marker.touch()
+            raise RuntimeError("injected failure")
+        return super().step(action)
+
+
+class BrokenCartPole(FlakyCartPole):
+    """Fails at its 300th step, every time."""
+
+    always = True
+
+
+for _cls in (FlakyCartPole, BrokenCartPole):
+    gym.register(id=f"{_cls.__name__}-v0", entry_point=f"{__name__}:{_cls.__name__}", max_episode_steps=500)
+
+
+def test_failed_runs_are_retried_from_their_checkpoint(reference, tmp_path, monkeypatch, capsys):
+    """--retries 1: a run failing once resumes from its checkpoint and ends with the numbers of
+    an undisturbed run; a run failing every time is reported failed after two attempts (exit 1)."""
+    _, ref_dir = reference
+    module = Path(__file__).stem
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # spawned workers import this module
+    monkeypatch.setenv("TRPO_BENCH_TEST_MARKER", str(tmp_path / "failed-once"))
+    path = write_grid(tmp_path / "flaky.yaml", {
+        "name": "flaky",
+        "base": {**TINY["base"], "algo": "trpo"},
+        "axes": {"env_id": [f"{module}:FlakyCartPole-v0", f"{module}:BrokenCartPole-v0"]},
+        "seeds": [0],
+    })
+    out = tmp_path / "runs"
+    assert cli.main(grid_args(path, out, "--retries", "1")) == 1
+    stdout = capsys.readouterr().out
+    flaky, broken = (out / "flaky" / f"trpo-{module}_{name}-v0-s0" for name in ("FlakyCartPole", "BrokenCartPole"))
+    assert "retrying (1/1)" in stdout and "1/2 runs done, 1 failed" in stdout
+
+    flaky_log = (flaky / "train.log").read_text()
+    assert flaky_log.count("RuntimeError: injected failure") == 1
+    assert flaky_log.count(" resuming trpo-") == 1  # the retry continued from the checkpoint
+    assert _state(flaky) == "done"
+    rows = metrics_rows(flaky)
+    assert [int(r["update"]) for r in rows] == list(range(1, N_UPDATES + 1))
+    # CartPole dynamics and the same seed: the retried run equals the reference grid's run
+    assert without_time(rows) == without_time(metrics_rows(ref_dir / "trpo-CartPole-v1-s0"))
+
+    broken_log = (broken / "train.log").read_text()
+    assert broken_log.count("RuntimeError: injected failure") == 2  # first attempt and one retry
+    status = json.loads((broken / "status.json").read_text())
+    assert status["state"] == "failed" and "injected failure" in status["error"]
