@@ -74,8 +74,10 @@ def make_fvp(policy: Policy, obs: torch.Tensor, old: DistParams, damping: float,
         # Forward once with a graph; each product is one backward pass through it.
         out = policy.output(obs) if output is None else output
 
+        acts = policy.net.activations(obs)
+
         def fvp(v: torch.Tensor) -> torch.Tensor:
-            return policy.fisher_vector_product(obs, old, v, mean_out=out) + damping * v
+            return policy.fisher_vector_product(obs, old, v, mean_out=out, acts=acts) + damping * v
 
         return fvp
     raise ValueError(f"unknown Fisher-vector product mode {mode!r}: use 'analytic' or 'autograd'")

@@ -49,27 +49,34 @@ class MLP(nn.Module):
             x = self._act(layer(x))
         return self.layers[-1](x)
 
-    def forward_tangent(self, x: torch.Tensor, dparams: list[torch.Tensor]) -> torch.Tensor:
+    def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Inputs of every layer, [x, h1, ..., h_{L-1}], without a graph (for forward_tangent)."""
+        acts = [x]
+        with torch.no_grad():
+            for layer in self.layers[:-1]:
+                x = self._act(layer(x))
+                acts.append(x)
+        return acts
+
+    def forward_tangent(self, x: torch.Tensor, dparams: list[torch.Tensor],
+                        acts: list[torch.Tensor] | None = None) -> torch.Tensor:
         """d output / d params · v, for ``dparams`` = v split like ``self.parameters()``.
 
-        Shapes: x (B, in) -> (B, out).
+        Shapes: x (B, in) -> (B, out). ``acts`` = ``self.activations(x)`` saves the forward pass.
         """
+        if acts is None:
+            acts = self.activations(x)
         dx = None
         n = len(self.layers)
         for i, layer in enumerate(self.layers):
             dW, db = dparams[2 * i], dparams[2 * i + 1]
-            pre = layer(x)
-            dpre = x @ dW.T + db
+            dpre = acts[i] @ dW.T + db
             if dx is not None:
                 dpre = dpre + dx @ layer.weight.T
             if i == n - 1:
                 return dpre
-            if self.activation == "tanh":
-                x = torch.tanh(pre)
-                dx = (1.0 - x * x) * dpre
-            else:
-                x = torch.relu(pre)
-                dx = (pre > 0).to(pre.dtype) * dpre
+            y = acts[i + 1]
+            dx = (1.0 - y * y) * dpre if self.activation == "tanh" else (y > 0).to(y.dtype) * dpre
         raise AssertionError("unreachable")
 
 
@@ -125,7 +132,7 @@ class GaussianPolicy(nn.Module):
         return (new.log_std - old.log_std + (var_old + (old.main - new.main) ** 2) / (2.0 * var_new) - 0.5).sum(-1)
 
     def fisher_vector_product(self, obs: torch.Tensor, old: DistParams, v: torch.Tensor,
-                              mean_out: torch.Tensor | None = None) -> torch.Tensor:
+                              mean_out: torch.Tensor | None = None, acts=None) -> torch.Tensor:
         """Analytic F v = (1/B) Σ J_iᵀ M_i J_i v over the batch, v flat over ``parameters()``.
 
         For a Gaussian the output Fisher is diag(1/σ²) for the mean and 2 per dimension
@@ -134,7 +141,7 @@ class GaussianPolicy(nn.Module):
         net_params = list(self.net.parameters())
         dnet = _split(v[: -self.log_std.numel()], net_params)
         dlog_std = v[-self.log_std.numel():]
-        jv = self.net.forward_tangent(obs, dnet)  # (B, A)
+        jv = self.net.forward_tangent(obs, dnet, acts)  # (B, A)
         m_jv = jv * torch.exp(-2.0 * old.log_std)
         if mean_out is None:
             mean_out = self.net(obs)
@@ -177,10 +184,10 @@ class CategoricalPolicy(nn.Module):
         return (lo.exp() * (lo - ln)).sum(-1)
 
     def fisher_vector_product(self, obs: torch.Tensor, old: DistParams, v: torch.Tensor,
-                              mean_out: torch.Tensor | None = None) -> torch.Tensor:
+                              mean_out: torch.Tensor | None = None, acts=None) -> torch.Tensor:
         """Analytic F v with the logit-space Fisher M = diag(p) - p pᵀ."""
         params = self.param_list()
-        jv = self.net.forward_tangent(obs, _split(v, params))  # (B, K)
+        jv = self.net.forward_tangent(obs, _split(v, params), acts)  # (B, K)
         p = torch.softmax(old.main, -1)
         m_jv = p * jv - p * (p * jv).sum(-1, keepdim=True)
         if mean_out is None:

@@ -106,11 +106,13 @@ def versions() -> dict[str, str]:
 
     out = {"python": platform.python_version(), "torch": torch.__version__, "gymnasium": gymnasium.__version__,
            "numpy": np.__version__}
-    for mod in ("mujoco", "wandb"):
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("mujoco", "wandb"):  # from package metadata: importing wandb costs ~1 s
         try:
-            out[mod] = __import__(mod).__version__
-        except Exception:
-            out[mod] = "not installed"
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
     from trpo_bench import __version__
 
     out["trpo_bench"] = __version__
@@ -136,7 +138,7 @@ class Agent:
         self.policy = make_policy(venv.observation_space, venv.action_space, hidden, cfg.activation, cfg.init_log_std)
         obs_dim = int(np.prod(venv.observation_space.shape))
         self.value = ValueNet(obs_dim, hidden, cfg.activation)
-        self.vf_optim = torch.optim.Adam(self.value.parameters(), lr=cfg.vf_lr)
+        self.vf_optim = torch.optim.Adam(self.value.parameters(), lr=cfg.vf_lr, foreach=True)
         self.pg_optim = torch.optim.Adam(self.policy.param_list(), lr=cfg.pg_lr) if cfg.algo == "pg" else None
         self.obs_rms = RunningMeanStd((obs_dim,)) if cfg.normalize_obs_resolved else IdentityNormalizer((obs_dim,))
         self.reward_scaler = RewardScaler(cfg.num_envs, cfg.gamma) if cfg.normalize_rewards_resolved else None
