@@ -247,3 +247,14 @@ def test_user_env_module_is_registered(tmp_path):
     assert res.returncode == 0, res.stderr
     rows = read_csv(only_run(tmp_path / "r") / "metrics.csv")
     assert float(rows[0]["rollout/ep_len_mean"]) <= 50
+
+
+def test_export_copies_the_compact_store(tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main(["train", "--steps", "1024", "--out", str(out), "--wandb", "disabled", "--quiet", *QUICK]) == 0
+    run = only_run(out)
+    assert main(["export", str(out), str(tmp_path / "results")]) == 0
+    copy = tmp_path / "results" / run.relative_to(out)
+    assert sorted(p.name for p in copy.iterdir()) == ["config.json", "metrics.csv", "status.json"]
+    assert (copy / "metrics.csv").read_bytes() == (run / "metrics.csv").read_bytes()
+    assert main(["export", str(tmp_path / "results" / "nothing"), str(tmp_path / "x")]) == 2

@@ -1,4 +1,4 @@
-"""``trpo-bench train | grid | plot | report``.
+"""``trpo-bench train | grid | plot | report | export``.
 
 Every user mistake (bad YAML, unknown setting, wrong type, missing file) ends with a
 short message and exit code 2 before anything is written to the run store.
@@ -72,12 +72,22 @@ def _add_analysis(sub) -> None:
         p.add_argument("--out", type=Path, help="output directory (default: <first RUNS_DIR>/figures)")
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="copy a run store's metrics and configs (no checkpoints) elsewhere",
+                       description="Copy grid.json and every run's config.json, status.json and metrics.csv "
+                                   "(not checkpoints or W&B files), keeping the layout: a compact copy that "
+                                   "plot and report read like the original.")
+    p.add_argument("runs_dir", type=Path, help="run store to copy from")
+    p.add_argument("dest", type=Path, help="destination directory")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trpo-bench", description="A research harness for TRPO, NPG and PG.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_grid(sub)
     _add_analysis(sub)
+    _add_export(sub)
     return parser
 
 
@@ -157,6 +167,19 @@ def _analysis(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from trpo_bench.store import export_runs
+
+    if not args.runs_dir.is_dir():
+        raise ConfigError([f"no such directory: {args.runs_dir}"])
+    written = export_runs(args.runs_dir, args.dest)
+    if not written:
+        raise ConfigError([f"{args.runs_dir} holds no runs (no config.json and status.json below it)"])
+    size = sum(p.stat().st_size for p in written)
+    print(f"{len(written)} files, {size / 1e6:.1f} MB -> {args.dest}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -164,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "grid":
             return _grid(args)
+        if args.command == "export":
+            return _export(args)
         return _analysis(args)
     except ConfigError as err:
         print(f"trpo-bench {args.command}: {err}", file=sys.stderr)

@@ -171,3 +171,23 @@ def iter_run_dirs(root: Path) -> Iterable[Path]:
     for p in sorted(root.rglob(STATUS)):
         if is_run_dir(p.parent):
             yield p.parent
+
+
+def export_runs(src: Path, dst: Path) -> list[Path]:
+    """Copy the compact part of a run store (grid.json, and each run's config.json,
+    status.json and metrics.csv; no checkpoints, no W&B files) from ``src`` to ``dst``,
+    keeping the layout, so analysis reads the copy as it reads the original."""
+    src, dst = Path(src), Path(dst)
+    written: list[Path] = []
+    for grid_file in sorted(src.rglob("grid.json")):
+        target = dst / grid_file.relative_to(src)
+        atomic_write_bytes(target, grid_file.read_bytes())
+        written.append(target)
+    for run in iter_run_dirs(src):
+        rel = run.relative_to(src) if run != src else Path(run.name)
+        for name in (CONFIG, STATUS, METRICS):
+            if (run / name).is_file():
+                target = dst / rel / name
+                atomic_write_bytes(target, (run / name).read_bytes())
+                written.append(target)
+    return written
