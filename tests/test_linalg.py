@@ -21,15 +21,6 @@ from trpo_bench.policies import CategoricalPolicy, GaussianPolicy
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ----------------------------------------------------------------------------- helpers
 def spd_matrix(n: int, cond: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """A random symmetric positive-definite (n, n) matrix with eigenvalues log-spaced in [1, cond]."""

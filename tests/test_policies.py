@@ -15,15 +15,6 @@ from trpo_bench.policies import CategoricalPolicy, GaussianPolicy, NumpyActor, V
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def spread(policy, scale: float = 0.5, seed: int = 0):
     """Move the parameters off the small-output init so every term of the output matters."""
     params = policy.param_list()

@@ -24,15 +24,6 @@ from trpo_bench.policies import CategoricalPolicy, GaussianPolicy
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ----------------------------------------------------------------------------- helpers
 def problem(kind: str, seed: int, batch: int = 128, hidden=(8,), spread: float = 0.3):
     """A float64 policy off its init, actions sampled from it, and advantages that reward

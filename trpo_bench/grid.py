@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from trpo_bench import signals as stop_signals
 from trpo_bench.config import DEFAULTS, SETTINGS, ConfigError, RunConfig, check_env_id, coerce, read_yaml, suggest, \
     validate
 
@@ -1082,7 +1083,7 @@ class _Launch:
         except KeyboardInterrupt:
             self.aborted = True
         finally:
-            self._restore_signals(old)
+            stop_signals.restore(old)
             if self.aborted:
                 executor.abort(list(inflight))
                 for rid in inflight.values():
@@ -1092,9 +1093,6 @@ class _Launch:
         return self.stopping or self.aborted
 
     def _install_signals(self, stop_path: Path) -> dict | None:
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
         def on_signal(signum, frame):
             if self.stopping:  # second signal: abort without waiting for checkpoints
                 raise KeyboardInterrupt
@@ -1104,16 +1102,7 @@ class _Launch:
             print(f"\n{signal.Signals(signum).name}: stopping; running runs checkpoint after their current update "
                   "(send it again to abort now)", file=sys.stderr, flush=True)
 
-        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        for s in old:
-            signal.signal(s, on_signal)
-        return old
-
-    @staticmethod
-    def _restore_signals(old) -> None:
-        if old:
-            for s, h in old.items():
-                signal.signal(s, h)
+        return stop_signals.install(on_signal)
 
     # ---------------------------------------------------------------- the end
     def _report(self, interrupted: bool) -> int:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from trpo_bench import algos
+from trpo_bench import signals as stop_signals
 from trpo_bench.algos.common import PolicyBatch
 from trpo_bench.config import ConfigError, PGSettings, RunConfig, TrustRegionSettings, ValueSettings, validate
 from trpo_bench.envs import IdentityNormalizer, RewardScaler, RunningMeanStd, VecEnv
@@ -359,7 +360,7 @@ class _Training:
                                     error=f"stopped by {signal.Signals(self.stop_signal).name}"
                                     if self.stop_signal is not None else "stopped by request")
             logger.finish(exit_code=1)
-            self._restore_signals(old_handlers)
+            stop_signals.restore(old_handlers)
             venv.close()
             print(f"stopped at {env_steps:,} steps; resume with:\n  trpo-bench train --resume {self.run_dir}",
                   file=sys.stderr, flush=True)
@@ -368,14 +369,14 @@ class _Training:
             text = "".join(traceback.format_exception_only(type(err), err)).strip()
             self.store.write_status("failed", env_steps, cfg.total_steps, update, error=text)
             logger.finish(exit_code=1)
-            self._restore_signals(old_handlers)
+            stop_signals.restore(old_handlers)
             venv.close()
             raise
         if progress:
             progress.update(env_steps, episodes, last_return, final=True)
         self.store.write_status("done", env_steps, cfg.total_steps, update)
         logger.finish()
-        self._restore_signals(old_handlers)
+        stop_signals.restore(old_handlers)
         venv.close()
         return RunResult(self.run_dir, "done", env_steps, update, row)
 
@@ -414,19 +415,4 @@ class _Training:
         return rec
 
     def _install_signals(self):
-        if not self.options.handle_signals:
-            return None
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            return None
-        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        for s in old:
-            signal.signal(s, self._on_signal)
-        return old
-
-    @staticmethod
-    def _restore_signals(old) -> None:
-        if old:
-            for s, h in old.items():
-                signal.signal(s, h)
+        return stop_signals.install(self._on_signal) if self.options.handle_signals else None
