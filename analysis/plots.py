@@ -527,7 +527,9 @@ def plot_kl_vs_delta(metrics: pd.DataFrame, *, seed: int = 0, ax: Axes | None = 
     _log_y(ax)
     ax.set_ylabel("KL after update (mean over states)")
     ax.set_title("measured KL against δ")
-    ax.legend(loc="lower left")
+    # KL grows with δ, so the points run from lower left to upper right: keep the legend
+    # in the empty upper-left corner when δ varies.
+    ax.legend(loc="upper left" if len(d) > 1 else "lower left")
     return ax
 
 
