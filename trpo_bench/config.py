@@ -52,6 +52,7 @@ class RunConfig:
     env_id: str = _setting("CartPole-v1", "gymnasium id; 'module:EnvId' imports module first to register it", "run")
     seed: int = _setting(0, "seeds Python, NumPy, torch and every env", "run")
     total_steps: int = _setting(100_000, "environment steps to train for", "run")
+    torch_threads: int = _setting(1, "torch intra-op threads (1 keeps runs bitwise reproducible and grids fast)", "run")
 
     # --- data collection
     num_envs: int = _setting(8, "environments stepped together in one process", "rollout")
@@ -102,8 +103,6 @@ class RunConfig:
     eval_every: int = _setting(0, "evaluate the deterministic policy every N updates (0: never)", "eval")
     eval_episodes: int = _setting(5, "episodes per evaluation", "eval")
     checkpoint_every: int = _setting(10, "write a checkpoint every N updates (and at the end)", "eval")
-
-    torch_threads: int = _setting(1, "torch intra-op threads (1 keeps runs bitwise reproducible and grids fast)", "run")
 
     # ------------------------------------------------------------------ helpers
     def to_dict(self) -> dict[str, Any]:
