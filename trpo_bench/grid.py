@@ -774,6 +774,7 @@ class GridProgress:
         self.running: set[str] = set()
         self._last_plain = time.monotonic()
         self._drawn = False
+        self._printed = ""
 
     def refresh(self, rid: str) -> None:
         """Read the run's env_steps from its status.json (written after every update)."""
@@ -807,7 +808,8 @@ class GridProgress:
             self.stream.flush()
             self._drawn = True
         elif time.monotonic() - self._last_plain >= self.interval:
-            self.stream.write(self.line() + "\n")
+            self._printed = self.line()
+            self.stream.write(self._printed + "\n")
             self.stream.flush()
             self._last_plain = time.monotonic()
 
@@ -822,7 +824,9 @@ class GridProgress:
     def finish(self) -> None:
         if self.live and self._drawn:
             self.stream.write("\r\033[K")
-        self.stream.write(self.line() + "\n")
+        line = self.line()
+        if line != self._printed:  # a plain line may have just said the same
+            self.stream.write(line + "\n")
         self.stream.flush()
 
 
