@@ -124,23 +124,9 @@ def _train(args) -> int:
 
 def _resolve_config(args, flags):
     """Defaults, then the --config file, then --algo/--env/--seed/--steps, then --set."""
-    from trpo_bench.config import build_config, parse_overrides, read_yaml
+    from trpo_bench.config import load_run_config
 
-    values: dict = {}
-    if args.config is not None:
-        data = read_yaml(args.config) or {}
-        if not isinstance(data, dict):
-            raise ConfigError([f"expected a mapping of settings at the top level, got {type(data).__name__}"],
-                              str(args.config))
-        values.update(data)
-    values.update(flags)
-    ov, problems = parse_overrides(args.overrides)
-    values.update(ov)
-    cfg, more = build_config(values)
-    problems += more
-    if problems:
-        raise ConfigError(problems, str(args.config) if args.config else None)
-    return cfg
+    return load_run_config(args.config, args.overrides, flags)
 
 
 def _grid(args) -> int:

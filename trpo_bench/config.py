@@ -379,9 +379,10 @@ def parse_overrides(pairs: list[str]) -> tuple[dict[str, Any], list[str]]:
 
 
 def load_run_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                    base: Mapping[str, Any] | None = None) -> RunConfig:
-    """Config from defaults, then ``base`` (CLI flags), then a YAML file, then ``--set`` overrides."""
-    values: dict[str, Any] = dict(base or {})
+                    flags: Mapping[str, Any] | None = None) -> RunConfig:
+    """Config from the defaults, then a YAML file, then ``flags`` (``--algo``, ``--env``, ...),
+    then ``--set`` overrides; every problem is raised together, naming the file."""
+    values: dict[str, Any] = {}
     problems: list[str] = []
     source = None
     if path is not None:
@@ -392,6 +393,7 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | None 
         if not isinstance(data, dict):
             raise ConfigError([f"expected a mapping of settings at the top level, got {type(data).__name__}"], source)
         values.update(data)
+    values.update(flags or {})
     if overrides:
         ov, p = parse_overrides(overrides)
         problems += p

@@ -89,9 +89,8 @@ def collect(venv: VecEnv, actor: NumpyActor, value: ValueNet, obs_rms: RunningMe
         else:
             env_act = act
         res = venv.step(env_act)
-        rew[t], term[t], trunc[t] = res.reward, res.terminated, res.truncated
-        if reward_scaler is not None:
-            rew[t] = reward_scaler(res.reward, res.terminated | res.truncated)
+        term[t], trunc[t] = res.terminated, res.truncated
+        rew[t] = res.reward if reward_scaler is None else reward_scaler(res.reward, res.terminated | res.truncated)
         if res.final_obs:
             for i, o in res.final_obs.items():
                 if res.truncated[i]:

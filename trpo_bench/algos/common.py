@@ -50,16 +50,25 @@ class PolicyStats:
 POLICY_METRICS = [f"policy/{f.name}" for f in fields(PolicyStats)]
 
 
-def surrogate(policy: Policy, batch: PolicyBatch, logp_old: torch.Tensor) -> torch.Tensor:
-    """Importance-sampled surrogate L(θ) = mean[π_θ(a|s) / π_old(a|s) · A] (Schulman et al. 2015, Eq. 14)."""
-    logp = policy.log_prob(policy(batch.obs), batch.actions)
+def surrogate(policy: Policy, batch: PolicyBatch, logp_old: torch.Tensor,
+              dist: DistParams | None = None) -> torch.Tensor:
+    """Importance-sampled surrogate L(θ) = mean[π_θ(a|s) / π_old(a|s) · A] (Schulman et al. 2015, Eq. 14).
+
+    ``dist`` is ``policy(batch.obs)`` when the caller already has it (saves a forward pass).
+    """
+    logp = policy.log_prob(policy(batch.obs) if dist is None else dist, batch.actions)
     return (torch.exp(logp - logp_old) * batch.advantages).mean()
 
 
-def after_step(policy: Policy, batch: PolicyBatch, old: DistParams) -> tuple[float, float, float]:
-    """Mean KL, max KL (over states) from ``old`` to the current policy, and its mean entropy."""
+def after_step(policy: Policy, batch: PolicyBatch, old: DistParams,
+               new: DistParams | None = None) -> tuple[float, float, float]:
+    """Mean KL, max KL (over states) from ``old`` to the current policy, and its mean entropy.
+
+    ``new`` is ``policy(batch.obs)`` at the current parameters when the caller already has it.
+    """
     with torch.no_grad():
-        new = policy(batch.obs)
+        if new is None:
+            new = policy(batch.obs)
         kl = policy.kl(old, new)
         return float(kl.mean()), float(kl.max()), float(policy.entropy(new).mean())
 

@@ -29,9 +29,10 @@ def update(policy: Policy, optimizer: torch.optim.Optimizer, batch: PolicyBatch,
         optimizer.step()
     step = flat_params(params) - theta_old
     stats = PolicyStats(step_size=settings.lr, grad_norm=float(g.norm()), step_norm=float(step.norm()), accepted=1.0)
-    stats.kl, stats.kl_max, stats.entropy = after_step(policy, batch, old)
-    stats.surrogate_expected = float(g @ step)
     with torch.no_grad():
-        stats.surrogate_actual = float(surrogate(policy, batch, logp_old)) - surr_old
+        new = policy(batch.obs)
+        stats.surrogate_actual = float(surrogate(policy, batch, logp_old, new)) - surr_old
+    stats.kl, stats.kl_max, stats.entropy = after_step(policy, batch, old, new)
+    stats.surrogate_expected = float(g @ step)
     stats.improvement_ratio = ratio(stats.surrogate_actual, stats.surrogate_expected)
     return stats

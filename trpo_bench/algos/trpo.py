@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from trpo_bench.algos.common import PolicyBatch, PolicyStats, ratio
+from trpo_bench.algos.common import PolicyBatch, PolicyStats, after_step, ratio, surrogate
 from trpo_bench.config import TrustRegionSettings
 from trpo_bench.linalg import conjugate_gradient, flat_grad, flat_params, make_fvp, set_flat_params, subsample_indices
 from trpo_bench.policies import DistParams, Policy
@@ -30,7 +30,7 @@ def update(policy: Policy, batch: PolicyBatch, settings: TrustRegionSettings) ->
         surr_old = float((batch.advantages).mean())  # L(θ_old): every ratio is 1
 
     # 1. Gradient of the surrogate at θ_old.
-    g = flat_grad(_surrogate(policy, dist, batch, logp_old), params, retain_graph=True)
+    g = flat_grad(surrogate(policy, batch, logp_old, dist), params, retain_graph=True)
 
     # 2. Search direction s ≈ F⁻¹ g by conjugate gradient with Fisher-vector products,
     #    optionally on a subsample of the states (App. C.1).
@@ -71,7 +71,7 @@ def update(policy: Policy, batch: PolicyBatch, settings: TrustRegionSettings) ->
         with torch.no_grad():
             new = policy(batch.obs)
             kl = float(policy.kl(old, new).mean())
-            improve = float(_surrogate(policy, new, batch, logp_old)) - surr_old
+            improve = float(surrogate(policy, batch, logp_old, new)) - surr_old
         if math.isfinite(kl) and math.isfinite(improve) and kl <= settings.max_kl and improve > 0.0:
             return _finish(stats, policy, batch, old, accepted=True, step=fraction * full_step, g=g,
                            surr_old=surr_old, logp_old=logp_old, fraction=fraction, backtracks=j, new=new)
@@ -82,24 +82,16 @@ def update(policy: Policy, batch: PolicyBatch, settings: TrustRegionSettings) ->
                    logp_old=logp_old, fraction=0.0, backtracks=settings.max_backtracks)
 
 
-def _surrogate(policy: Policy, dist: DistParams, batch: PolicyBatch, logp_old: torch.Tensor) -> torch.Tensor:
-    """:func:`~trpo_bench.algos.common.surrogate` from the distribution ``dist = policy(batch.obs)``
-    already computed (the same operations, without a second forward pass)."""
-    logp = policy.log_prob(dist, batch.actions)
-    return (torch.exp(logp - logp_old) * batch.advantages).mean()
-
-
 def _finish(stats: PolicyStats, policy: Policy, batch: PolicyBatch, old, *, accepted: bool,
             step: torch.Tensor | None, g: torch.Tensor, surr_old: float, logp_old: torch.Tensor,
             fraction: float | None, backtracks: int | None, new: DistParams | None = None) -> PolicyStats:
     """Diagnostics at the final parameters; ``new`` is ``policy(batch.obs)`` there when the
-    caller has it (what common.after_step and common.surrogate would compute)."""
+    caller has it (the accepted line-search trial)."""
     with torch.no_grad():
         if new is None:
             new = policy(batch.obs)
-        kl = policy.kl(old, new)
-        stats.kl, stats.kl_max, stats.entropy = float(kl.mean()), float(kl.max()), float(policy.entropy(new).mean())
-        stats.surrogate_actual = float(_surrogate(policy, new, batch, logp_old)) - surr_old
+        stats.kl, stats.kl_max, stats.entropy = after_step(policy, batch, old, new)
+        stats.surrogate_actual = float(surrogate(policy, batch, logp_old, new)) - surr_old
     stats.accepted = float(accepted)
     stats.step_fraction = fraction
     stats.backtracks = None if backtracks is None else float(backtracks)
