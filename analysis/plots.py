@@ -548,6 +548,12 @@ def plot_step_size(metrics: pd.DataFrame, *, seed: int = 0, ax: Axes | None = No
     return ax
 
 
+def _mean_with_ci(values: np.ndarray, reps: int, rng: np.random.Generator) -> tuple[float, float, float]:
+    """Mean of per-run values (R,) and the distances from it to its 95% bootstrap CI bounds."""
+    iv = stats.stratified_bootstrap(values[:, None], stats.mean, reps=reps, seed=rng)
+    return float(iv.point), float(iv.point - iv.low), float(iv.high - iv.point)
+
+
 @_styled
 def plot_step_fraction(
     metrics: pd.DataFrame, *, reps: int = stats.DEFAULT_REPS, seed: int = 0, ax: Axes | None = None
@@ -567,12 +573,11 @@ def plot_step_fraction(
             v = per_run.loc[(per_run["algo"] == algo) & np.isclose(per_run["max_kl"], d), "policy/step_fraction"]
             if v.empty:
                 continue
-            iv = stats.stratified_bootstrap(v.to_numpy(float)[:, None], stats.mean, reps=reps,
-                                            seed=np.random.default_rng([seed, k, i]))
+            point, err_lo, err_hi = _mean_with_ci(v.to_numpy(float), reps, np.random.default_rng([seed, k, i]))
             xs.append(d * shift)
-            est.append(float(iv.point))
-            lo.append(float(iv.point - iv.low))
-            hi.append(float(iv.high - iv.point))
+            est.append(point)
+            lo.append(err_lo)
+            hi.append(err_hi)
         ax.errorbar(xs, est, yerr=[lo, hi], color=algo_color(algo), marker="o", capsize=3, label=algo_label(algo))
     _value_ticks(ax, deltas, log=True)
     ax.set_xlim(min(deltas) / 2.5, max(deltas) * 2.5)
@@ -667,10 +672,10 @@ def plot_backtrack_share(
             if v.size == 0:
                 est.append(np.nan), err_lo.append(0), err_hi.append(0)
                 continue
-            iv = stats.stratified_bootstrap(v[:, None], stats.mean, reps=reps, seed=np.random.default_rng([seed, k, i]))
-            est.append(float(iv.point))
-            err_lo.append(float(iv.point - iv.low))
-            err_hi.append(float(iv.high - iv.point))
+            point, lo, hi = _mean_with_ci(v, reps, np.random.default_rng([seed, k, i]))
+            est.append(point)
+            err_lo.append(lo)
+            err_hi.append(hi)
         label = summary.axis_value_label("max_kl", c.max_kl)
         label = f"{algo_label(c.algo)}, {label}" if multi_algo else label
         ax.bar(np.arange(len(tasks)) + (k - (len(combos) - 1) / 2) * width, est, width=width,
