@@ -96,6 +96,23 @@ def test_expand_include_exclude_overrides_and_explicit_seeds():
     assert {r.run_id for r in select(grid.runs, "Pendulum")} == {i for i in ids if "Pendulum" in i}
 
 
+def test_only_matching_nothing_is_refused_with_a_hint(tmp_path, capsys):
+    path = write_grid(tmp_path / "tiny.yaml", TINY)
+    out = tmp_path / "runs"
+    # a glob matches the whole id: "CartPole-v1-s[01]" misses "trpo-CartPole-v1-s0"
+    assert cli.main(grid_args(path, out, "--only", "CartPole-v1-s[01],x")) == 2
+    err = capsys.readouterr().err
+    assert "--only 'CartPole-v1-s[01],x' matches none of the 4 runs (e.g. trpo-CartPole-v1-s0)" in err
+    assert "start it with '*' to match its end" in err
+    assert cli.main(grid_args(path, out, "--only", "Acrobot")) == 2
+    err = capsys.readouterr().err
+    assert "matches none" in err and "start it with" not in err
+    assert not out.exists()
+    assert cli.main(grid_args(path, out, "--only", "*CartPole-v1-s[01]", "--dry-run")) == 0
+    listed = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("new ")]
+    assert listed == TINY_IDS
+
+
 def test_unmatched_exclude_is_a_warning():
     grid = expand({**TINY, "exclude": [{"algo": "npg"}]}, "tiny.yaml")
     assert len(grid.runs) == 4

@@ -918,8 +918,11 @@ def main(args) -> int:
         print(f"warning: {w}", file=sys.stderr)
     runs = select(grid.runs, args.only)
     if not runs:
+        hint = ""
+        if select(grid.runs, ",".join(f"*{g.strip()}" for g in args.only.split(","))):
+            hint = "; a glob matches the whole run id, so start it with '*' to match its end"
         raise ConfigError([f"--only {args.only!r} matches none of the {len(grid.runs)} runs "
-                           f"(e.g. {grid.runs[0].run_id})"], str(args.file))
+                           f"(e.g. {grid.runs[0].run_id}){hint}"], str(args.file))
     out = Path(args.out)
     grid_dir = out / grid.name
     stored = _stored_config_problems(runs, grid_dir)
