@@ -92,11 +92,11 @@ def problem_runs(store: RunStore, grid: str) -> list[str]:
     return lines
 
 
-def _final_table(store: RunStore, reps: int, seed: int) -> pd.DataFrame:
+def _final_table(store: RunStore, reps: int, seed: int, statistic: str = "mean") -> pd.DataFrame:
     ablate = summary.varying_axes(store.runs, store.axes)
     final = summary.with_methods(summary.final_scores(store), ablate)
     order = summary.method_order(final, ablate)
-    table = summary.final_table(final, reps=reps, seed=seed)
+    table = summary.final_table(final, statistic=statistic, reps=reps, seed=seed)
     return table.sort_values("method", key=lambda s: s.map(order.index), kind="stable").reset_index(drop=True)
 
 
@@ -137,6 +137,14 @@ def write_report_files(
                                             "with 95% bootstrap CI.")
         written += paths
         md += [tables.to_markdown(table),
+               "Also as " + ", ".join(f"[{p.suffix[1:].upper()}]({_rel(p, out_dir)})" for p in paths) + ".", ""]
+        table = _final_table(sub, reps, seed, statistic="iqm")
+        paths = tables.write_tables(table, grid_dirs[grid], "final_return_iqm", label=f"tab:final_return_iqm_{grid}",
+                                    caption=f"Final return per task ({grid}): interquartile mean over finished "
+                                            "runs with 95% bootstrap CI.")
+        written += paths
+        md += ["Interquartile mean (the mean of the middle 50% of runs, robust to one outlying seed; "
+               "Agarwal et al., 2021) with its 95% bootstrap CI:", "", tables.to_markdown(table),
                "Also as " + ", ".join(f"[{p.suffix[1:].upper()}]({_rel(p, out_dir)})" for p in paths) + ".", ""]
         no_reference = [t for t in summary.sorted_values(sub.runs["env_id"].dropna())
                         if t not in stats.reference_scores(reference_overrides)]

@@ -74,7 +74,8 @@ def test_report_figure_and_table_links_resolve(store_root, tmp_path):
     for link in links:
         target = tmp_path / link
         assert target.is_file() and target.stat().st_size > 0, link
-    assert "| task | TRPO, CG iters=1 | TRPO, CG iters=3 | TRPO, CG iters=10 |" in md
+    assert md.count("| task | TRPO, CG iters=1 | TRPO, CG iters=3 | TRPO, CG iters=10 |") == 2  # mean, IQM
+    assert "Interquartile mean" in md and "tables/final_return_iqm.csv" in links
 
 
 def test_report_reuses_figures_rendered_after_the_last_run_update(store_root, tmp_path, fast_figures):
@@ -106,6 +107,16 @@ def test_final_table_numbers(tmp_path):
     paths = tables.write_tables(table.reset_index(), tmp_path, "t")
     assert [p.name for p in paths] == ["t.csv", "t.md", "t.tex"]
     assert pd.read_csv(paths[0])["n"].tolist() == [2, 1, 1, 0]
+
+
+def test_final_table_iqm_drops_the_outer_quarters():
+    final = pd.DataFrame({"env_id": ["A"] * 5, "method": ["X"] * 5, "final": [1.0, 2.0, 3.0, 4.0, 100.0],
+                          "finished": [True] * 5})
+    iqm = summary.final_table(final, statistic="iqm", reps=REPS).iloc[0]
+    mean = summary.final_table(final, reps=REPS).iloc[0]
+    assert iqm["estimate"] == pytest.approx(3.0)  # mean of 2, 3, 4: one run cut from each end
+    assert mean["estimate"] == pytest.approx(22.0)
+    assert 1.0 <= iqm["ci_low"] <= 3.0 <= iqm["ci_high"] <= 100.0
 
 
 def test_latex_escapes_special_characters():
