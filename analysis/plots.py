@@ -372,11 +372,11 @@ def plot_ablation_panel(
     for k, (series, style) in enumerate(styles.items()):
         rows = ok[ok["series"] == series]
         xs, est, lo, hi = [], [], [], []
-        for i, xv in enumerate(xs_all):
+        for xv in xs_all:
             v = rows.loc[np.isclose(rows[axis].astype(float), xv), "final"].to_numpy(dtype=float)
             if v.size == 0:
                 continue
-            iv = stats.stratified_bootstrap(v[:, None], fn, reps=reps, seed=np.random.default_rng([seed, k, i]))
+            iv = stats.stratified_bootstrap(v[:, None], fn, reps=reps, seed=stats.keyed_rng(seed, series, float(xv)))
             xs.append(xv)
             est.append(float(iv.point))
             lo.append(float(iv.low))
@@ -569,11 +569,11 @@ def plot_step_fraction(
     for k, algo in enumerate(algos):
         shift = 10 ** ((k - (len(algos) - 1) / 2) * 0.07)
         xs, est, lo, hi = [], [], [], []
-        for i, d in enumerate(deltas):
+        for d in deltas:
             v = per_run.loc[(per_run["algo"] == algo) & np.isclose(per_run["max_kl"], d), "policy/step_fraction"]
             if v.empty:
                 continue
-            point, err_lo, err_hi = _mean_with_ci(v.to_numpy(float), reps, np.random.default_rng([seed, k, i]))
+            point, err_lo, err_hi = _mean_with_ci(v.to_numpy(float), reps, stats.keyed_rng(seed, algo, float(d)))
             xs.append(d * shift)
             est.append(point)
             lo.append(err_lo)
@@ -666,13 +666,13 @@ def plot_backtrack_share(
     width = 0.8 / len(combos)
     for k, c in enumerate(combos):
         est, err_lo, err_hi = [], [], []
-        for i, task in enumerate(tasks):
+        for task in tasks:
             v = per_run.loc[(per_run["env_id"] == task) & (per_run["algo"] == c.algo)
                             & np.isclose(per_run["max_kl"], c.max_kl), "backtracked"].to_numpy(float)
             if v.size == 0:
                 est.append(np.nan), err_lo.append(0), err_hi.append(0)
                 continue
-            point, lo, hi = _mean_with_ci(v, reps, np.random.default_rng([seed, k, i]))
+            point, lo, hi = _mean_with_ci(v, reps, stats.keyed_rng(seed, task, c.algo, float(c.max_kl)))
             est.append(point)
             err_lo.append(lo)
             err_hi.append(hi)
@@ -794,10 +794,10 @@ def plot_aggregates(
     longest = max((len(m) for m in scores), default=4)
     fig = Figure(figsize=(2.6 * len(names) + 0.07 * longest, 0.45 * len(scores) + 1.3), layout="constrained")
     axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
-    for j, (ax, name) in enumerate(zip(axes, names)):
+    for ax, name in zip(axes, names):
         fn = stats.AGGREGATES[name]
-        intervals = {m: stats.stratified_bootstrap(s, fn, reps=reps, seed=np.random.default_rng([seed, j, i]))
-                     for i, (m, s) in enumerate(scores.items())}
+        intervals = {m: stats.stratified_bootstrap(s, fn, reps=reps, seed=stats.keyed_rng(seed, name, m))
+                     for m, s in scores.items()}
         plot_interval_estimates(intervals, styles, ax=ax)
         ax.set_title(name)
         ax.set_xlabel("normalized gap, lower is better" if name == "Optimality gap" else "normalized score")
@@ -821,8 +821,8 @@ def plot_performance_profile(
     if taus is None:
         allv = np.concatenate([s[np.isfinite(s)] for s in scores.values()]) if scores else np.zeros(1)
         taus = np.linspace(min(0.0, allv.min()), max(1.0, allv.max()), 81)
-    for i, (m, s) in enumerate(scores.items()):
-        iv = stats.performance_profile(s, taus, reps=reps, seed=np.random.default_rng([seed, i]))
+    for m, s in scores.items():
+        iv = stats.performance_profile(s, taus, reps=reps, seed=stats.keyed_rng(seed, m))
         st = styles[m]
         ax.fill_between(taus, iv.low, iv.high, color=st.color, alpha=0.2, linewidth=0)
         ax.plot(taus, iv.point, color=st.color, linestyle=st.linestyle, label=st.label)
@@ -866,7 +866,7 @@ def plot_probability_of_improvement(
     ax = ax if ax is not None else Figure().subplots()
     pairs = list(pairs if pairs is not None else poi_pairs(list(scores)))
     for i, (a, b) in enumerate(pairs):
-        iv = stats.stratified_bootstrap_pair(scores[a], scores[b], reps=reps, seed=np.random.default_rng([seed, i]))
+        iv = stats.stratified_bootstrap_pair(scores[a], scores[b], reps=reps, seed=stats.keyed_rng(seed, a, b))
         y = len(pairs) - 1 - i
         _interval_row(ax, y, iv, styles[a].color)
     ax.axvline(0.5, color="0.4", linestyle="--", linewidth=1)

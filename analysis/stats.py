@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,15 @@ DEFAULT_CONFIDENCE = 0.95
 DEFAULT_FINAL_FRACTION = 0.1
 
 Statistic = Callable[[np.ndarray], np.ndarray]
+
+
+def keyed_rng(seed: int, *key: object) -> np.random.Generator:
+    """A generator for the bootstrap of one group, named by ``key`` (task, method, ...).
+
+    Seeded by the group's name rather than its position, so a group's CI stays the
+    same when other tasks or methods are added to the table or figure.
+    """
+    return np.random.default_rng([seed, *(zlib.crc32(str(k).encode()) for k in key)])
 
 
 def _quiet_nan(fn, *args, **kwargs):

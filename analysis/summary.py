@@ -198,15 +198,15 @@ def final_table(
     fn = {"mean": stats.mean, "iqm": stats.iqm}[statistic]
     keep = usable(final)
     rows = []
-    for i, (key, g) in enumerate(final.groupby(list(by), sort=False, dropna=False)):
+    for key, g in final.groupby(list(by), sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
         values = g.loc[keep.loc[g.index], "final"].to_numpy(dtype=float)
         if values.size:
             iv = stats.stratified_bootstrap(values[:, None], fn, reps=reps, confidence=confidence,
-                                            seed=np.random.default_rng([seed, i]))
+                                            seed=stats.keyed_rng(seed, *key))
             est, lo, hi = float(iv.point), float(iv.low), float(iv.high)
         else:
             est = lo = hi = math.nan
-        key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(by, key)), "estimate": est, "ci_low": lo, "ci_high": hi,
                      "n": int(values.size), "n_runs": len(g)})
     table = pd.DataFrame(rows, columns=[*by, "estimate", "ci_low", "ci_high", "n", "n_runs"])
@@ -260,19 +260,19 @@ def curve_table(
     if metrics.empty or x not in metrics.columns or metric not in metrics.columns:
         return pd.DataFrame(columns=cols)
     frames = []
-    for i, task in enumerate(sorted_values(metrics["env_id"])):
+    for task in sorted_values(metrics["env_id"]):
         rows = metrics[metrics["env_id"] == task].sort_values(["run_id", x], kind="stable")
         runs = {rid: r for rid, r in rows.groupby("run_id", sort=True)}
         grid = stats.step_grid([r[x].to_numpy(dtype=float) for r in runs.values()], n_points)
         if grid.size == 0:
             continue
-        for j, h in enumerate(sorted_values(rows[hue])):
+        for h in sorted_values(rows[hue]):
             members = [r for r in runs.values() if same_value(r[hue].iloc[0], h)]
             curves = stats.align_curves([r[x].to_numpy(dtype=float) for r in members],
                                         [r[metric].to_numpy(dtype=float) for r in members], grid)
             if not np.isfinite(curves).any():
                 continue
-            iv = stats.curve_interval(curves, statistic, reps=reps, seed=np.random.default_rng([seed, i, j]))
+            iv = stats.curve_interval(curves, statistic, reps=reps, seed=stats.keyed_rng(seed, task, h))
             frames.append(pd.DataFrame({"env_id": task, "hue": [h] * grid.size, "x": grid,
                                         "estimate": iv.point, "ci_low": iv.low, "ci_high": iv.high,
                                         "n": np.isfinite(curves).sum(axis=0),

@@ -119,6 +119,17 @@ def test_final_table_iqm_drops_the_outer_quarters():
     assert 1.0 <= iqm["ci_low"] <= 3.0 <= iqm["ci_high"] <= 100.0
 
 
+def test_a_groups_ci_does_not_depend_on_the_other_groups():
+    a = pd.DataFrame({"env_id": ["B"] * 4, "method": ["X"] * 4, "final": [1.0, 5.0, 2.0, 9.0],
+                      "finished": [True] * 4})
+    more = pd.concat([pd.DataFrame({"env_id": ["A"] * 3, "method": ["X"] * 3, "final": [0.0, 1.0, 3.0],
+                                    "finished": [True] * 3}), a], ignore_index=True)
+    alone = summary.final_table(a, reps=REPS).iloc[0]
+    beside = summary.final_table(more, reps=REPS).set_index("env_id").loc["B"]
+    assert (alone["ci_low"], alone["ci_high"]) == (beside["ci_low"], beside["ci_high"])
+    assert alone["ci_low"] < alone["ci_high"]
+
+
 def test_latex_escapes_special_characters():
     assert tables.latex_escape("TRPO, δ=0.01 & 5% #1_a") == r"TRPO, $\delta$=0.01 \& 5\% \#1\_a"
 
