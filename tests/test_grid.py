@@ -212,14 +212,17 @@ def test_a_run_locked_by_another_launch_is_skipped(tmp_path, capsys):
     lock = FileLock(out / "tiny" / ".locks" / "pg-CartPole-v1-s1.lock")
     assert lock.acquire()
     try:
+        record = lock.path.read_bytes()
         assert cli.main(grid_args(path, out, "--dry-run")) == 0
         assert "locked  pg-CartPole-v1-s1" in capsys.readouterr().out
+        assert lock.path.read_bytes() == record  # the probe leaves the holder record alone
         assert cli.main(grid_args(path, out, "--only", "pg-CartPole-v1-s1")) == 3
         captured = capsys.readouterr()
         assert f"being trained by another launch (pid {os.getpid()}" in captured.err
         assert not (out / "tiny" / "pg-CartPole-v1-s1").exists()
     finally:
         lock.release()
+    assert not lock.is_locked() and lock.path.read_bytes() == record  # a released lock's file stays as it was
 
 
 def test_sigkill_midway_then_relaunch_matches_uninterrupted_grid(reference, tmp_path):

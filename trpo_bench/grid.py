@@ -474,13 +474,28 @@ class FileLock:
             self._fd = None
 
     def is_locked(self, wait: float = 0.0) -> bool:
-        """True when another process holds the lock (a probe, retried for ``wait`` seconds)."""
-        if not self.path.exists():
+        """True when another process holds the lock (a probe, retried for ``wait`` seconds).
+
+        The probe opens the file read-only and takes a shared lock for a moment, so it leaves
+        the holder record as it is."""
+        import fcntl
+
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
             return False
-        if self.acquire(wait=wait):
-            self.release()
-            return False
-        return True
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    return False
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        return True
+                    time.sleep(0.1)
+        finally:
+            os.close(fd)  # also releases the shared lock
 
     def holder(self) -> str:
         try:
