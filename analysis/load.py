@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import tempfile
@@ -61,7 +62,8 @@ METRIC_COLUMNS = (
     "value/loss",
     "value/explained_variance",
 )
-RUN_STATUS_COLUMNS = ("env_steps", "updates", "error", "has_metrics", "finished", "run_dir")
+RUN_STATUS_COLUMNS = ("env_steps", "updates", "error", "has_metrics", "finished", "run_dir", "eval_return",
+                      "eval_episodes")
 UNGROUPED = "ungrouped"
 _SKIP_DIRS = {"wandb", "figures", "tables", "__pycache__"}
 
@@ -79,7 +81,8 @@ class RunStore:
         ``config`` plus its grid ``axes``), then the metric columns.
     runs: one row per run, including runs with no metrics.csv; META_COLUMNS,
         settings and RUN_STATUS_COLUMNS. ``finished`` is state == "done" and
-        env_steps >= total_steps.
+        env_steps >= total_steps. ``eval_return`` is the deterministic return of the
+        final policy from eval.json (``trpo-bench evaluate``), NaN without one.
     grids: grid name -> grid.json contents, for grids that have one.
     axes: the grid axes declared by the runs, other than algo and env_id.
 
@@ -192,6 +195,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None]:
     run_dir = Path(run_dir)
     config = _read_json(run_dir / "config.json") or {}
     status = _read_json(run_dir / "status.json") or {}
+    evaluation = _read_json(run_dir / "eval.json") or {}
     metrics = read_metrics(run_dir / "metrics.csv")
     total = config.get("total_steps", status.get("total_steps"))
     steps_logged = (
@@ -217,6 +221,8 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None]:
         "has_metrics": metrics is not None and len(metrics) > 0,
         "finished": state == "done" and total is not None and env_steps >= total,
         "run_dir": str(run_dir),
+        "eval_return": float(evaluation.get("return_mean", math.nan)),
+        "eval_episodes": evaluation.get("episodes"),
         "_axes": tuple(a for a in (config.get("axes") or {}) if a not in ("algo", "env_id")),
     }
     return row, metrics

@@ -100,6 +100,16 @@ def _final_table(store: RunStore, reps: int, seed: int, statistic: str = "mean")
     return table.sort_values("method", key=lambda s: s.map(order.index), kind="stable").reset_index(drop=True)
 
 
+def _eval_table(store: RunStore, reps: int, seed: int) -> pd.DataFrame:
+    """IQM of the final policies' deterministic returns (eval.json), per task and method."""
+    ablate = summary.varying_axes(store.runs, store.axes)
+    final = summary.with_methods(store.runs.drop(columns=["_axes"], errors="ignore").assign(
+        final=store.runs["eval_return"].astype(float)), ablate)
+    order = summary.method_order(final, ablate)
+    table = summary.final_table(final, statistic="iqm", reps=reps, seed=seed)
+    return table.sort_values("method", key=lambda s: s.map(order.index), kind="stable").reset_index(drop=True)
+
+
 def write_report_files(
     runs_dirs: Sequence[Path],
     out_dir: Path,
@@ -146,6 +156,19 @@ def write_report_files(
         md += ["Interquartile mean (the mean of the middle 50% of runs, robust to one outlying seed; "
                "Agarwal et al., 2021) with its 95% bootstrap CI:", "", tables.to_markdown(table),
                "Also as " + ", ".join(f"[{p.suffix[1:].upper()}]({_rel(p, out_dir)})" for p in paths) + ".", ""]
+        if sub.runs["eval_return"].notna().any():
+            table = _eval_table(sub, reps, seed)
+            episodes = sorted({int(e) for e in sub.runs["eval_episodes"].dropna()})
+            paths = tables.write_tables(table, grid_dirs[grid], "eval_return_iqm", label=f"tab:eval_return_{grid}",
+                                        caption=f"Deterministic return of the final policy ({grid}): "
+                                                "interquartile mean over runs with 95% bootstrap CI.")
+            written += paths
+            md += ["### Final policy, deterministic evaluation", "",
+                   "The final checkpoint's mean action, " + "/".join(map(str, episodes)) + " episodes per run "
+                   "(`trpo-bench evaluate`; the protocol of rl-baselines3-zoo's published returns); "
+                   "interquartile mean over runs with 95% bootstrap CI. \"(k/n)\" marks groups where only k "
+                   "of n runs have an evaluation.", "", tables.to_markdown(table),
+                   "Also as " + ", ".join(f"[{p.suffix[1:].upper()}]({_rel(p, out_dir)})" for p in paths) + ".", ""]
         no_reference = [t for t in summary.sorted_values(sub.runs["env_id"].dropna())
                         if t not in stats.reference_scores(reference_overrides)]
         if no_reference:

@@ -182,9 +182,9 @@ def collect_split(env_id: str, seed: int, rounds: int = 3) -> dict[str, float]:
     """collect() at the default settings, with every env's step() and reset() timed: what the
     env costs and what our own per-step code (actor, normalization, VecEnv, GAE) adds."""
     from trpo_bench.config import RunConfig
-    from trpo_bench.envs import VecEnv
+    from trpo_bench.envs import VecEnv, action_bounds
     from trpo_bench.rollout import collect
-    from trpo_bench.train import Agent, _action_bounds, seed_everything
+    from trpo_bench.train import Agent, seed_everything
 
     _one_thread()
     cfg = RunConfig(env_id=env_id, seed=seed)
@@ -192,7 +192,7 @@ def collect_split(env_id: str, seed: int, rounds: int = 3) -> dict[str, float]:
     venv = VecEnv(env_id, cfg.num_envs, seed)
     venv.reset()
     agent = Agent(cfg, venv)
-    low, high = _action_bounds(venv.action_space)
+    low, high = action_bounds(venv.action_space)
     spent = [0.0]
 
     def timed(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -130,6 +130,26 @@ def test_a_groups_ci_does_not_depend_on_the_other_groups():
     assert alone["ci_low"] < alone["ci_high"]
 
 
+def test_report_tabulates_deterministic_evaluations(tmp_path, fast_figures):
+    import json
+
+    runs = tmp_path / "runs"
+    write_grid(runs, "g", {"algo": ["trpo"], "env_id": ["Hopper-v5"]}, [0, 1, 2, 3, 4], updates=8,
+               rng=np.random.default_rng(0))
+    for seed, value in zip(range(4), [100.0, 200.0, 300.0, 5000.0]):  # seed 4 has no evaluation
+        (runs / "g" / f"trpo-Hopper-v5-s{seed}" / "eval.json").write_text(
+            json.dumps({"return_mean": value, "episodes": 10, "deterministic": True}))
+    store = load_store([runs])
+    assert store.runs.set_index("run_id")["eval_return"].fillna(-1).to_dict() == {
+        "trpo-Hopper-v5-s0": 100.0, "trpo-Hopper-v5-s1": 200.0, "trpo-Hopper-v5-s2": 300.0,
+        "trpo-Hopper-v5-s3": 5000.0, "trpo-Hopper-v5-s4": -1}
+    md = write_report([runs / "g"], tmp_path / "out", reps=REPS).read_text()
+    evaluation = section(md, "### Final policy, deterministic evaluation")
+    assert "10 episodes per run" in evaluation
+    assert "| Hopper-v5 | 250 [" in evaluation and "(4/5) |" in evaluation  # IQM of 100..5000: (200 + 300) / 2
+    assert (tmp_path / "out" / "tables" / "eval_return_iqm.csv").is_file()
+
+
 def test_latex_escapes_special_characters():
     assert tables.latex_escape("TRPO, δ=0.01 & 5% #1_a") == r"TRPO, $\delta$=0.01 \& 5\% \#1\_a"
 

@@ -81,6 +81,16 @@ def _add_export(sub) -> None:
     p.add_argument("dest", type=Path, help="destination directory")
 
 
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="evaluate finished runs' final policies deterministically",
+                       description="Run each finished run's final policy (mean action) for a number of episodes "
+                                   "and write eval.json in its directory; the protocol behind rl-baselines3-zoo's "
+                                   "published returns. Runs whose eval.json is current are skipped.")
+    p.add_argument("runs_dir", type=Path, nargs="+", help="run-store directories (a grid, a parent, or a run)")
+    p.add_argument("--episodes", type=int, default=10, help="episodes per run (default: 10)")
+    p.add_argument("--force", action="store_true", help="evaluate again even where eval.json is current")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trpo-bench", description="A research harness for TRPO, NPG and PG.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grid(sub)
     _add_analysis(sub)
     _add_export(sub)
+    _add_evaluate(sub)
     return parser
 
 
@@ -166,6 +177,33 @@ def _export(args) -> int:
     return 0
 
 
+def _evaluate(args) -> int:
+    from trpo_bench.evaluate import evaluate_run, find_runs, is_current
+    from trpo_bench.store import CHECKPOINT, RunStore
+
+    if args.episodes < 1:
+        raise ConfigError([f"--episodes must be >= 1; got {args.episodes}"])
+    runs = find_runs(args.runs_dir)
+    if not runs:
+        raise ConfigError([f"{', '.join(map(str, args.runs_dir))} holds no runs (no config.json and status.json)"])
+    done = current = skipped = 0
+    for run in runs:
+        state = (RunStore(run).read_status() or {}).get("state")
+        if state != "done" or not (run / CHECKPOINT).is_file():
+            why = f"the run is {state}" if state != "done" else "no checkpoint.pt"
+            print(f"{run.name}: skipped, {why}")
+            skipped += 1
+        elif not args.force and is_current(run, args.episodes):
+            current += 1
+        else:
+            r = evaluate_run(run, args.episodes)
+            print(f"{run.name}: return {r['return_mean']:.1f} ± {r['return_std']:.1f} over {args.episodes} "
+                  f"episodes (deterministic, update {r['update']})", flush=True)
+            done += 1
+    print(f"{done} evaluated, {current} already current, {skipped} skipped")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -175,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             return _grid(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
         return _analysis(args)
     except ConfigError as err:
         print(f"trpo-bench {args.command}: {err}", file=sys.stderr)

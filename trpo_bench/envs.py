@@ -259,3 +259,10 @@ class IdentityNormalizer(RunningMeanStd):
 
     def normalize(self, x: np.ndarray) -> np.ndarray:
         return x
+
+
+def action_bounds(space) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(low, high) in float64 for a Box action space, (None, None) otherwise."""
+    if isinstance(space, gym.spaces.Box):
+        return space.low.astype(np.float64), space.high.astype(np.float64)
+    return None, None

@@ -6,6 +6,7 @@ runs/<grid>/<run_id>/
   metrics.csv     one row per policy update, appended and flushed as training goes
   status.json     state (running | done | failed | interrupted), env_steps reached, error text
   checkpoint.pt   latest checkpoint, replaced atomically
+  eval.json       deterministic evaluation of the final policy (trpo-bench evaluate)
   wandb/          the W&B run's files
 ```
 """
@@ -36,6 +37,7 @@ METRIC_COLUMNS = [
 TIME_COLUMNS = [c for c in METRIC_COLUMNS if c.startswith("time/")]
 
 CONFIG, METRICS, STATUS, CHECKPOINT = "config.json", "metrics.csv", "status.json", "checkpoint.pt"
+EVAL = "eval.json"  # written by trpo-bench evaluate
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -175,7 +177,7 @@ def iter_run_dirs(root: Path) -> Iterable[Path]:
 
 def export_runs(src: Path, dst: Path) -> list[Path]:
     """Copy the compact part of a run store (grid.json, and each run's config.json,
-    status.json and metrics.csv; no checkpoints, no W&B files) from ``src`` to ``dst``,
+    status.json, metrics.csv and eval.json; no checkpoints, no W&B files) from ``src`` to ``dst``,
     keeping the layout, so analysis reads the copy as it reads the original."""
     src, dst = Path(src), Path(dst)
     written: list[Path] = []
@@ -185,7 +187,7 @@ def export_runs(src: Path, dst: Path) -> list[Path]:
         written.append(target)
     for run in iter_run_dirs(src):
         rel = run.relative_to(src) if run != src else Path(run.name)
-        for name in (CONFIG, STATUS, METRICS):
+        for name in (CONFIG, STATUS, METRICS, EVAL):
             if (run / name).is_file():
                 target = dst / rel / name
                 atomic_write_bytes(target, (run / name).read_bytes())

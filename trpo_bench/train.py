@@ -26,7 +26,8 @@ from trpo_bench import algos
 from trpo_bench import signals as stop_signals
 from trpo_bench.algos.common import PolicyBatch
 from trpo_bench.config import ConfigError, PGSettings, RunConfig, TrustRegionSettings, ValueSettings, validate
-from trpo_bench.envs import IdentityNormalizer, RewardScaler, RunningMeanStd, VecEnv
+from trpo_bench.envs import IdentityNormalizer, RewardScaler, RunningMeanStd, VecEnv, action_bounds
+from trpo_bench.evaluate import evaluate_policy
 from trpo_bench.logger import WandbLogger
 from trpo_bench.policies import NumpyActor, ValueNet, make_policy
 from trpo_bench.progress import Progress
@@ -166,26 +167,10 @@ class Agent:
         self.actor.sync(self.policy)
 
 
-def _action_bounds(space) -> tuple[np.ndarray | None, np.ndarray | None]:
-    import gymnasium as gym
-
-    if isinstance(space, gym.spaces.Box):
-        return space.low.astype(np.float64), space.high.astype(np.float64)
-    return None, None
-
-
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int) -> float:
     """Mean return of the deterministic policy (mean action / most likely action)."""
-    venv = VecEnv(env_id, 1, seed)
-    venv.reset()
-    low, high = _action_bounds(venv.action_space)
-    returns: list[float] = []
-    while len(returns) < episodes:
-        a = agent.actor.mode(agent.obs_rms.normalize(venv.obs))
-        res = venv.step(np.clip(a, low, high) if low is not None else a)
-        returns += res.episode_returns
-    venv.close()
-    return float(np.mean(returns[:episodes]))
+    returns, _ = evaluate_policy(agent, env_id, episodes, seed)
+    return float(np.mean(returns))
 
 
 # ------------------------------------------------------------------------- run
@@ -291,7 +276,7 @@ class _Training:
         old_handlers = self._install_signals()
         n_updates = math.ceil(cfg.total_steps / cfg.steps_per_update)
         steps_per_env = cfg.steps_per_update // cfg.num_envs
-        low, high = _action_bounds(venv.action_space)
+        low, high = action_bounds(venv.action_space)
         tr_settings = TrustRegionSettings.from_config(cfg)
         pg_settings, vf_settings = PGSettings.from_config(cfg), ValueSettings.from_config(cfg)
         row: dict[str, Any] = {}

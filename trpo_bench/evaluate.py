@@ -1,0 +1,113 @@
+"""Deterministic evaluation of a finished run's final policy: ``trpo-bench evaluate``.
+
+Training curves report the return of the stochastic policy while it learns. Published
+results are often something else: rl-baselines3-zoo, behind sb3-contrib's TRPO figures,
+evaluates the mean action of the final policy (``is_deterministic: true`` in its
+results.json). This module measures the same thing for our runs, from the final checkpoint,
+so the two can be compared:
+
+```
+runs/<grid>/<run_id>/eval.json   episodes' returns and lengths of the deterministic policy
+```
+
+The evaluation env is seeded from the run's seed (``seed + EVAL_SEED_OFFSET``), so a repeated
+evaluation gives the same numbers; it never touches the run's own files other than eval.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trpo_bench.config import ConfigError, build_config
+from trpo_bench.envs import VecEnv, action_bounds
+from trpo_bench.store import EVAL, RunStore, is_run_dir, iter_run_dirs, read_json, write_json
+
+EVAL_SEED_OFFSET = 2_000_003  # away from the training seed and from periodic evaluations' seeds
+
+
+def run_episodes(agent, venv: VecEnv, episodes: int) -> tuple[list[float], list[int]]:
+    """Returns and lengths of the first ``episodes`` episodes of the deterministic policy
+    (mean action clipped to the action bounds; most likely action for discrete spaces) on a
+    freshly reset one-env ``venv``; raw rewards."""
+    low, high = action_bounds(venv.action_space)
+    returns: list[float] = []
+    lengths: list[int] = []
+    while len(returns) < episodes:
+        a = agent.actor.mode(agent.obs_rms.normalize(venv.obs))
+        res = venv.step(np.clip(a, low, high) if low is not None else a)
+        returns += res.episode_returns
+        lengths += res.episode_lengths
+    return returns[:episodes], lengths[:episodes]
+
+
+def evaluate_policy(agent, env_id: str, episodes: int, seed: int) -> tuple[list[float], list[int]]:
+    """``run_episodes`` on a new one-env VecEnv seeded with ``seed``."""
+    venv = VecEnv(env_id, 1, seed)
+    try:
+        venv.reset()
+        return run_episodes(agent, venv, episodes)
+    finally:
+        venv.close()
+
+
+def evaluate_run(run_dir: str | Path, episodes: int = 10) -> dict[str, Any]:
+    """Evaluate a finished run's final checkpoint and write ``eval.json`` beside it."""
+    from trpo_bench.train import Agent
+
+    run_dir = Path(run_dir)
+    store = RunStore(run_dir)
+    status = store.read_status() or {}
+    if status.get("state") != "done":
+        raise ConfigError([f"{run_dir}: the run is {status.get('state', 'not started')}, not done; "
+                           "only a finished run's final policy is evaluated"])
+    saved = store.read_config()
+    cfg, problems = build_config(saved["config"])
+    if problems:
+        raise ConfigError(problems, str(run_dir / "config.json"))
+    checkpoint = store.load_checkpoint()
+    if checkpoint is None:
+        raise ConfigError([f"{run_dir}: no checkpoint.pt (an exported copy holds none); "
+                           "evaluate the original run store"])
+    torch.set_num_threads(cfg.torch_threads)
+    seed = cfg.seed + EVAL_SEED_OFFSET
+    venv = VecEnv(cfg.env_id, 1, seed)
+    try:
+        venv.reset()
+        agent = Agent(cfg, venv)  # reads the spaces only
+        agent.load_state_dict(checkpoint["agent"])
+        returns, lengths = run_episodes(agent, venv, episodes)
+    finally:
+        venv.close()
+    record = {
+        "run_id": saved.get("run_id"), "deterministic": True, "episodes": episodes, "seed": seed,
+        "update": checkpoint["update"], "env_steps": checkpoint["env_steps"],
+        "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
+        "returns": [float(r) for r in returns], "lengths": [int(n) for n in lengths],
+    }
+    write_json(run_dir / EVAL, record)
+    return record
+
+
+def is_current(run_dir: Path, episodes: int) -> bool:
+    """eval.json exists for this many episodes and for the run's last update."""
+    path = run_dir / EVAL
+    if not path.is_file():
+        return False
+    record, status = read_json(path), RunStore(run_dir).read_status() or {}
+    return record.get("episodes") == episodes and record.get("update") == status.get("updates")
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Run directories under ``paths`` (each a run, a grid or a store root), in order, once each."""
+    found: dict[Path, None] = {}
+    missing = [str(p) for p in paths if not Path(p).is_dir()]
+    if missing:
+        raise ConfigError([f"no such directory: {p}" for p in missing])
+    for p in paths:
+        for run in ([Path(p)] if is_run_dir(p) else iter_run_dirs(Path(p))):
+            found.setdefault(run, None)
+    return list(found)
