@@ -5,13 +5,15 @@ the report and its figures travel together)::
 
     report.md                         links below are relative to it
     [<grid>/]<figure>.png, .pdf       a subdirectory per grid when there are several
-    tables/[<grid>/]final_return.{csv,md,tex}
+    tables/[<grid>/]final_return.{csv,md,tex}, final_return_iqm.*, eval_return_iqm.*,
+    tables/[<grid>/]line_search.csv
 
 Figure files newer than every run file are reused, not rendered again, so
 calling ``make_all`` and then ``write_report`` on one directory renders once.
 
 For each grid: what it was (grid.json name, source, axes, seeds), which runs
-failed or are unfinished, the final-return table and every figure.
+failed or are unfinished, the final-return tables (training return; deterministic
+evaluation where eval.json exists), the line search's backtracking rates and every figure.
 """
 
 from __future__ import annotations
@@ -100,6 +102,44 @@ def _final_table(store: RunStore, reps: int, seed: int, statistic: str = "mean")
     return table.sort_values("method", key=lambda s: s.map(order.index), kind="stable").reset_index(drop=True)
 
 
+def line_search_table(store: RunStore) -> pd.DataFrame:
+    """Per task and method (runs with a line search): updates, the share that backtracked,
+    the share whose step was rejected, and backtracks per update."""
+    cols = ["env_id", "method", "runs", "updates", "backtracked", "rejected", "backtracks_per_update"]
+    # backtracked / rejected: numbers of updates
+    m = store.metrics
+    if m.empty or "policy/backtracks" not in m.columns:
+        return pd.DataFrame(columns=cols)
+    ablate = summary.varying_axes(store.runs, store.axes)
+    rows = summary.with_methods(m[m["policy/backtracks"].notna()], ablate)
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    order = summary.method_order(rows, ablate)
+    out = (rows.assign(_bt=rows["policy/backtracks"] > 0, _rej=rows["policy/accepted"] == 0)
+           .groupby(["env_id", "method"], sort=False)
+           .agg(runs=("run_id", "nunique"), updates=("_bt", "size"), backtracked=("_bt", "sum"),
+                rejected=("_rej", "sum"), backtracks_per_update=("policy/backtracks", "mean"))
+           .reset_index())
+    tasks = summary.sorted_values(out["env_id"])
+    return out.sort_values(["env_id", "method"], key=lambda s: s.map(
+        tasks.index if s.name == "env_id" else order.index), kind="stable").reset_index(drop=True)[cols]
+
+
+def _share(count: int, total: int) -> str:
+    share = count / total if total else 0.0
+    return f"{count:,} ({share:.2%})" if 0 < share < 0.001 else f"{count:,} ({share:.1%})"
+
+
+def _line_search_markdown(table: pd.DataFrame) -> list[str]:
+    lines = ["| task | method | runs | updates | backtracked | rejected | backtracks per update |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in table.to_dict("records"):
+        n = int(r["updates"])
+        lines.append(f"| {r['env_id']} | {r['method']} | {r['runs']} | {n:,} | {_share(int(r['backtracked']), n)} | "
+                     f"{_share(int(r['rejected']), n)} | {r['backtracks_per_update']:.3f} |")
+    return lines
+
+
 def _eval_table(store: RunStore, reps: int, seed: int) -> pd.DataFrame:
     """IQM of the final policies' deterministic returns (eval.json), per task and method."""
     ablate = summary.varying_axes(store.runs, store.axes)
@@ -169,6 +209,16 @@ def write_report_files(
                    "interquartile mean over runs with 95% bootstrap CI. \"(k/n)\" marks groups where only k "
                    "of n runs have an evaluation.", "", tables.to_markdown(table),
                    "Also as " + ", ".join(f"[{p.suffix[1:].upper()}]({_rel(p, out_dir)})" for p in paths) + ".", ""]
+        search = line_search_table(sub)
+        if len(search):
+            path = grid_dirs[grid] / "line_search.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            search.to_csv(path, index=False)
+            written.append(path)
+            md += ["### Line search", "",
+                   "Updates whose line search took at least one backtrack, and whose step was rejected "
+                   "(parameters left at θ_old), over every update of every run:", "",
+                   *_line_search_markdown(search), "", f"Also as [CSV]({_rel(path, out_dir)}).", ""]
         no_reference = [t for t in summary.sorted_values(sub.runs["env_id"].dropna())
                         if t not in stats.reference_scores(reference_overrides)]
         if no_reference:

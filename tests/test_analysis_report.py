@@ -150,6 +150,23 @@ def test_report_tabulates_deterministic_evaluations(tmp_path, fast_figures):
     assert (tmp_path / "out" / "tables" / "eval_return_iqm.csv").is_file()
 
 
+def test_line_search_table_counts_backtracked_and_rejected_updates():
+    from analysis.load import RunStore
+    from analysis.report import _line_search_markdown, line_search_table
+
+    nan = float("nan")
+    metrics = pd.DataFrame({
+        "grid": "g", "run_id": ["a"] * 4 + ["b"] * 4 + ["c"] * 2, "algo": ["trpo"] * 8 + ["pg"] * 2,
+        "env_id": "Hopper-v5", "seed": [0] * 4 + [1] * 4 + [0] * 2, "env_steps": [1, 2, 3, 4] * 2 + [1, 2],
+        "policy/backtracks": [0, 2, 0, 0, 1, 0, 10, 0, nan, nan],  # PG has no line search
+        "policy/accepted": [1, 1, 1, 1, 1, 1, 0, 1, nan, nan]})
+    runs = metrics.drop_duplicates("run_id")[["grid", "run_id", "algo", "env_id", "seed"]].assign(_axes=[()] * 3)
+    table = line_search_table(RunStore(metrics=metrics, runs=runs, grids={}, axes=()))
+    assert table.to_dict("records") == [{"env_id": "Hopper-v5", "method": "TRPO", "runs": 2, "updates": 8,
+                                         "backtracked": 3, "rejected": 1, "backtracks_per_update": 13 / 8}]
+    assert _line_search_markdown(table)[-1] == "| Hopper-v5 | TRPO | 2 | 8 | 3 (37.5%) | 1 (12.5%) | 1.625 |"
+
+
 def test_latex_escapes_special_characters():
     assert tables.latex_escape("TRPO, δ=0.01 & 5% #1_a") == r"TRPO, $\delta$=0.01 \& 5\% \#1\_a"
 
