@@ -284,7 +284,8 @@ DEFAULT_WANDB_CACHE = Path(
 _WANDB_STATE = {"finished": "done", "running": "running", "crashed": "failed", "failed": "failed", "killed": "failed"}
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``: never half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -342,7 +343,7 @@ def fetch_wandb(
             entries.append(old)
             continue
         entries.append(_mirror_run(run, root))
-    _atomic_write(index_path, json.dumps({"path": path, "filters": filters, "runs": entries}, indent=1, default=str))
+    atomic_write(index_path, json.dumps({"path": path, "filters": filters, "runs": entries}, indent=1, default=str))
     return root
 
 
@@ -380,10 +381,10 @@ def _mirror_run(run: Any, root: Path) -> dict[str, Any]:
     status = {"state": state, "env_steps": env_steps, "total_steps": config["total_steps"],
               "updates": len(history), "error": None}
     run_dir = root / _slug(grid) / _slug(run_id if run_id else run.id)
-    _atomic_write(run_dir / "config.json", json.dumps(config, indent=1, default=str))
-    _atomic_write(run_dir / "status.json", json.dumps(status, indent=1))
+    atomic_write(run_dir / "config.json", json.dumps(config, indent=1, default=str))
+    atomic_write(run_dir / "status.json", json.dumps(status, indent=1))
     if len(history):
-        _atomic_write(run_dir / "metrics.csv", history.to_csv(index=False))
+        atomic_write(run_dir / "metrics.csv", history.to_csv(index=False))
     return {"wandb_id": run.id, "run_id": run_id, "dir": str(run_dir.relative_to(root)), "state": state}
 
 

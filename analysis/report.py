@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,15 @@ from typing import Any
 import pandas as pd
 
 from analysis import plots, stats, summary, tables
-from analysis.load import RunStore, load_store
+from analysis.load import RunStore, atomic_write, load_store
 
 
 def _rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path, start)).as_posix()
+
+
+def _also_as(paths: Sequence[Path], out_dir: Path) -> str:
+    return "Also as " + ", ".join(f"[{p.suffix[1:].upper()}]({_rel(p, out_dir)})" for p in paths) + "."
 
 
 def _code_list(values: Sequence[Any]) -> str:
@@ -103,10 +106,9 @@ def _final_table(store: RunStore, reps: int, seed: int, statistic: str = "mean")
 
 
 def line_search_table(store: RunStore) -> pd.DataFrame:
-    """Per task and method (runs with a line search): updates, the share that backtracked,
-    the share whose step was rejected, and backtracks per update."""
+    """Per task and method (runs with a line search): runs, updates, the number of updates
+    that backtracked and of those whose step was rejected, and backtracks per update."""
     cols = ["env_id", "method", "runs", "updates", "backtracked", "rejected", "backtracks_per_update"]
-    # backtracked / rejected: numbers of updates
     m = store.metrics
     if m.empty or "policy/backtracks" not in m.columns:
         return pd.DataFrame(columns=cols)
@@ -187,7 +189,7 @@ def write_report_files(
                                             "with 95% bootstrap CI.")
         written += paths
         md += [tables.to_markdown(table),
-               "Also as " + ", ".join(f"[{p.suffix[1:].upper()}]({_rel(p, out_dir)})" for p in paths) + ".", ""]
+               _also_as(paths, out_dir), ""]
         table = _final_table(sub, reps, seed, statistic="iqm")
         paths = tables.write_tables(table, grid_dirs[grid], "final_return_iqm", label=f"tab:final_return_iqm_{grid}",
                                     caption=f"Final return per task ({grid}): interquartile mean over finished "
@@ -195,7 +197,7 @@ def write_report_files(
         written += paths
         md += ["Interquartile mean (the mean of the middle 50% of runs, robust to one outlying seed; "
                "Agarwal et al., 2021) with its 95% bootstrap CI:", "", tables.to_markdown(table),
-               "Also as " + ", ".join(f"[{p.suffix[1:].upper()}]({_rel(p, out_dir)})" for p in paths) + ".", ""]
+               _also_as(paths, out_dir), ""]
         if sub.runs["eval_return"].notna().any():
             table = _eval_table(sub, reps, seed)
             episodes = sorted({int(e) for e in sub.runs["eval_episodes"].dropna()})
@@ -208,17 +210,17 @@ def write_report_files(
                    "(`trpo-bench evaluate`; the protocol of rl-baselines3-zoo's published returns); "
                    "interquartile mean over runs with 95% bootstrap CI. \"(k/n)\" marks groups where only k "
                    "of n runs have an evaluation.", "", tables.to_markdown(table),
-                   "Also as " + ", ".join(f"[{p.suffix[1:].upper()}]({_rel(p, out_dir)})" for p in paths) + ".", ""]
+                   _also_as(paths, out_dir), ""]
         search = line_search_table(sub)
         if len(search):
             path = grid_dirs[grid] / "line_search.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
-            search.to_csv(path, index=False)
+            atomic_write(path, search.to_csv(index=False))
             written.append(path)
             md += ["### Line search", "",
                    "Updates whose line search took at least one backtrack, and whose step was rejected "
                    "(parameters left at θ_old), over every update of every run:", "",
-                   *_line_search_markdown(search), "", f"Also as [CSV]({_rel(path, out_dir)}).", ""]
+                   *_line_search_markdown(search), "", _also_as([path], out_dir), ""]
         no_reference = [t for t in summary.sorted_values(sub.runs["env_id"].dropna())
                         if t not in stats.reference_scores(reference_overrides)]
         if no_reference:
@@ -235,10 +237,7 @@ def write_report_files(
             if pdf is not None:
                 md += [f"[PDF]({_rel(pdf, out_dir)})", ""]
     report = out_dir / "report.md"
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".report.md.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(md))
-    os.replace(tmp, report)
+    atomic_write(report, "\n".join(md))
     return [*written, report]
 
 

@@ -9,14 +9,13 @@ missing.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from analysis import summary
+from analysis.load import atomic_write
 
 
 def _decimals(values: np.ndarray) -> int:
@@ -91,13 +90,6 @@ def to_latex(table: pd.DataFrame, caption: str | None = None, label: str | None 
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_tables(
     table: pd.DataFrame, out_dir: Path, name: str, caption: str | None = None, label: str | None = None
 ) -> list[Path]:
@@ -105,7 +97,7 @@ def write_tables(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
-    _atomic_write(paths[0], table.to_csv(index=False))
-    _atomic_write(paths[1], to_markdown(table))
-    _atomic_write(paths[2], to_latex(table, caption=caption, label=label or f"tab:{name}"))
+    atomic_write(paths[0], table.to_csv(index=False))
+    atomic_write(paths[1], to_markdown(table))
+    atomic_write(paths[2], to_latex(table, caption=caption, label=label or f"tab:{name}"))
     return paths
