@@ -66,6 +66,9 @@ def grid_summary(store: RunStore, grid: str) -> list[str]:
     return lines
 
 
+MAX_LISTED = 10  # never-started runs named in full up to this many
+
+
 def problem_runs(store: RunStore, grid: str) -> list[str]:
     """Markdown listing failed/unfinished runs and grid.json runs never started."""
     bad = summary.unfinished_runs(store.runs)
@@ -92,7 +95,10 @@ def problem_runs(store: RunStore, grid: str) -> list[str]:
     spec = store.grids.get(grid)
     if spec and spec.get("runs"):
         missing = sorted(set(spec["runs"]) - set(store.runs["run_id"]))
-        if missing:
+        if len(missing) > MAX_LISTED:
+            lines.append(f"\n{len(missing)} runs listed in grid.json have no run directory (never started; "
+                         f"a grid run with `--only` leaves the rest), e.g. {_code_list(missing[:MAX_LISTED])}")
+        elif missing:
             lines.append(f"\nListed in grid.json but without a run directory (never started): {_code_list(missing)}")
     return lines
 

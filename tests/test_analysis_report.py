@@ -167,6 +167,22 @@ def test_line_search_table_counts_backtracked_and_rejected_updates():
     assert _line_search_markdown(table)[-1] == "| Hopper-v5 | TRPO | 2 | 8 | 3 (37.5%) | 1 (12.5%) | 1.625 |"
 
 
+def test_many_never_started_runs_are_counted_not_listed(tmp_path):
+    import json
+
+    from analysis.report import MAX_LISTED, problem_runs
+
+    runs = tmp_path / "runs"
+    write_grid(runs, "g", {"algo": ["trpo"], "env_id": ["CartPole-v1"]}, [0], updates=4, rng=np.random.default_rng(0))
+    spec_path = runs / "g" / "grid.json"
+    spec = json.loads(spec_path.read_text())
+    spec["runs"] = spec["runs"] + [f"trpo-CartPole-v1-s{i}" for i in range(1, 16)]
+    spec_path.write_text(json.dumps(spec))
+    text = "\n".join(problem_runs(load_store([runs]).select_grid("g"), "g"))
+    assert "15 runs listed in grid.json have no run directory" in text
+    assert text.count("`trpo-CartPole-v1-s") == MAX_LISTED
+
+
 def test_latex_escapes_special_characters():
     assert tables.latex_escape("TRPO, δ=0.01 & 5% #1_a") == r"TRPO, $\delta$=0.01 \& 5\% \#1\_a"
 
