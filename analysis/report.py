@@ -103,9 +103,12 @@ def problem_runs(store: RunStore, grid: str) -> list[str]:
     return lines
 
 
-def _final_table(store: RunStore, reps: int, seed: int, statistic: str = "mean") -> pd.DataFrame:
+def _final_table(store: RunStore, reps: int, seed: int, statistic: str = "mean",
+                 scores: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per task and method: ``statistic`` of the runs' "final" column (default: the training
+    return, ``summary.final_scores``) with its bootstrap CI, methods in plotting order."""
     ablate = summary.varying_axes(store.runs, store.axes)
-    final = summary.with_methods(summary.final_scores(store), ablate)
+    final = summary.with_methods(summary.final_scores(store) if scores is None else scores, ablate)
     order = summary.method_order(final, ablate)
     table = summary.final_table(final, statistic=statistic, reps=reps, seed=seed)
     return table.sort_values("method", key=lambda s: s.map(order.index), kind="stable").reset_index(drop=True)
@@ -150,12 +153,8 @@ def _line_search_markdown(table: pd.DataFrame) -> list[str]:
 
 def _eval_table(store: RunStore, reps: int, seed: int) -> pd.DataFrame:
     """IQM of the final policies' deterministic returns (eval.json), per task and method."""
-    ablate = summary.varying_axes(store.runs, store.axes)
-    final = summary.with_methods(store.runs.drop(columns=["_axes"], errors="ignore").assign(
-        final=store.runs["eval_return"].astype(float)), ablate)
-    order = summary.method_order(final, ablate)
-    table = summary.final_table(final, statistic="iqm", reps=reps, seed=seed)
-    return table.sort_values("method", key=lambda s: s.map(order.index), kind="stable").reset_index(drop=True)
+    scores = store.runs.drop(columns=["_axes"], errors="ignore").assign(final=store.runs["eval_return"].astype(float))
+    return _final_table(store, reps, seed, statistic="iqm", scores=scores)
 
 
 def write_report_files(

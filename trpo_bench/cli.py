@@ -74,7 +74,7 @@ def _add_analysis(sub) -> None:
 
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="copy a run store's metrics and configs (no checkpoints) elsewhere",
-                       description="Copy grid.json and every run's config.json, status.json and metrics.csv "
+                       description="Copy grid.json and every run's config.json, status.json, metrics.csv and eval.json "
                                    "(not checkpoints or W&B files), keeping the layout: a compact copy that "
                                    "plot and report read like the original.")
     p.add_argument("runs_dir", type=Path, help="run store to copy from")
