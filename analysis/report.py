@@ -179,7 +179,8 @@ def write_report_files(
           f"Final return = mean of `{summary.RETURN}` over the last "
           f"{stats.DEFAULT_FINAL_FRACTION:.0%} of a run's updates. Tables give the mean over finished runs "
           f"with a 95% percentile-bootstrap CI ({reps} resamples, seed {seed}); \"(k/n)\" marks groups where "
-          "only k of n runs finished with a final score. Aggregate figures use scores normalized per task, "
+          "only k of n runs finished with a final score, and \"(n=K)\" gives each group's run count where groups "
+          "differ in size. Aggregate figures use scores normalized per task, "
           "(R - random) / (reference - random), as in Agarwal et al. (2021).", ""]
     if store.runs.empty:
         md += ["**No runs found.**", ""]

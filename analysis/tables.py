@@ -3,7 +3,8 @@
 The table itself comes from ``summary.final_table``: one row per (task, method)
 with the estimate, its 95% bootstrap CI, runs used (n) and runs in the group
 (n_runs). Cells read "estimate [low, high]", with "(n/n_runs)" when runs are
-missing.
+missing and "(n=K)" on every complete cell when groups differ in size (a grid that ran
+10 seeds of one method and 5 of another).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ def _decimals(values: np.ndarray) -> int:
     return 0 if top >= 100 else 1 if top >= 10 else 2
 
 
-def cell_text(row: pd.Series, decimals: int) -> str:
-    """'2963 [2921, 3000]', plus ' (2/3)' when not every run in the group is used."""
+def cell_text(row: pd.Series, decimals: int, show_n: bool = False) -> str:
+    """'2963 [2921, 3000]', plus ' (2/3)' when not every run in the group is used, or
+    ' (n=3)' when ``show_n`` and every run is used."""
     if not math.isfinite(row["estimate"]):
         text = "n/a"
     else:
@@ -33,6 +35,8 @@ def cell_text(row: pd.Series, decimals: int) -> str:
         text = f"{f.format(row['estimate'])} [{f.format(row['ci_low'])}, {f.format(row['ci_high'])}]"
     if row["n"] < row["n_runs"]:
         text += f" ({row['n']}/{row['n_runs']})"
+    elif show_n:
+        text += f" (n={row['n']})"
     return text
 
 
@@ -41,7 +45,8 @@ def wide(table: pd.DataFrame, row: str = "env_id", column: str = "method") -> pd
     if table.empty:
         return pd.DataFrame()
     decimals = _decimals(table["estimate"].to_numpy(dtype=float))
-    cells = table.assign(cell=[cell_text(r, decimals) for _, r in table.iterrows()])
+    uneven = table["n_runs"].nunique() > 1
+    cells = table.assign(cell=[cell_text(r, decimals, show_n=uneven) for _, r in table.iterrows()])
     out = cells.pivot(index=row, columns=column, values="cell")
     out = out.reindex(index=summary.sorted_values(table[row]),
                       columns=list(dict.fromkeys(table[column])))  # method order as given

@@ -100,13 +100,23 @@ def test_final_table_numbers(tmp_path):
     assert np.isnan(table.loc[("B", "Y"), "estimate"])
     md = tables.to_markdown(table.reset_index())
     assert md.splitlines()[0] == "| task | X | Y |"
-    assert "| A | 1.5 [1.0, 2.0] (2/3) | 10.0 [10.0, 10.0] |" in md
-    assert "| B | 5.0 [5.0, 5.0] | n/a (0/1) |" in md
+    assert "| A | 1.5 [1.0, 2.0] (2/3) | 10.0 [10.0, 10.0] (n=1) |" in md  # groups of 3 and of 1
+    assert "| B | 5.0 [5.0, 5.0] (n=1) | n/a (0/1) |" in md
     tex = tables.to_latex(table.reset_index(), caption="50% of runs_x")
     assert r"\caption{50\% of runs\_x}" in tex and r"\toprule" in tex and r"\bottomrule" in tex
     paths = tables.write_tables(table.reset_index(), tmp_path, "t")
     assert [p.name for p in paths] == ["t.csv", "t.md", "t.tex"]
     assert pd.read_csv(paths[0])["n"].tolist() == [2, 1, 1, 0]
+
+
+def test_cells_name_their_run_count_only_when_groups_differ_in_size():
+    def markdown(seeds_y):
+        final = pd.DataFrame({"env_id": ["A"] * (4 + seeds_y), "method": ["X"] * 4 + ["Y"] * seeds_y,
+                              "final": np.arange(4.0 + seeds_y), "finished": True})
+        return tables.to_markdown(summary.final_table(final, reps=REPS))
+    assert "(n=" not in markdown(4)
+    md = markdown(2)
+    assert md.count("(n=4)") == 1 and md.count("(n=2)") == 1
 
 
 def test_final_table_iqm_drops_the_outer_quarters():
