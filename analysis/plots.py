@@ -617,31 +617,39 @@ def plot_backtracks(metrics: pd.DataFrame, ax: Axes | None = None) -> Axes:
 
 @_styled
 def plot_cg_residual(metrics: pd.DataFrame, *, seed: int = 0, ax: Axes | None = None) -> Axes:
-    """Final CG residual norm against CG iterations run, per update (log y)."""
+    """Final CG residual against CG iterations run, per update (log y): relative to the
+    right-hand side, ‖g − F̃x‖ / ‖g‖, where the gradient norm is logged. Medians are per CG
+    budget (the ``cg_iters`` setting) when it is known, so a budget whose solves sometimes
+    stop early at the tolerance still gets one marker."""
     ax = ax if ax is not None else Figure().subplots()
     rows = _finite(metrics, "policy/cg_iters", "policy/cg_residual")
     rows = rows[rows["policy/cg_residual"] > 0]
+    relative = "policy/grad_norm" in rows and bool((rows["policy/grad_norm"] > 0).all())
+    rows = rows.assign(_res=rows["policy/cg_residual"] / rows["policy/grad_norm"] if relative
+                       else rows["policy/cg_residual"])
+    rows = rows[np.isfinite(rows["_res"])]
     if rows.empty:
         return _no_data(ax, "CG residual")
+    budget = "cg_iters" if "cg_iters" in rows and rows["cg_iters"].notna().all() else "policy/cg_iters"
     rng = np.random.default_rng(seed)
     algos = summary.sorted_values(rows["algo"])
-    iters = sorted(rows["policy/cg_iters"].unique())
+    ticks = sorted(rows[budget].astype(float).unique())
     for k, algo in enumerate(algos):
         r = rows[rows["algo"] == algo]
         shift = (k - (len(algos) - 1) / 2) * 0.12
-        med = r.groupby("policy/cg_iters")["policy/cg_residual"].median()
+        med = r.groupby(budget)["_res"].median()
         r = _subsample(r, MAX_DOTS, rng)
         x = r["policy/cg_iters"].to_numpy(float)
-        ax.scatter(x * (1 + shift * 0.3) * 10 ** rng.uniform(-0.015, 0.015, x.size), r["policy/cg_residual"],
+        ax.scatter(x * (1 + shift * 0.3) * 10 ** rng.uniform(-0.015, 0.015, x.size), r["_res"],
                    s=4, color=algo_color(algo), alpha=_dot_alpha(x.size), linewidths=0)
         ax.plot(med.index.to_numpy(float) * (1 + shift * 0.3), med.to_numpy(), color=algo_color(algo), marker="o",
-                linestyle="none", label=f"{algo_label(algo)} (median)")
-    _value_ticks(ax, iters, log=len(iters) > 1 and max(iters) / max(min(iters), 1) >= 4)
-    if len(iters) == 1:
-        ax.set_xlim(iters[0] - 1, iters[0] + 1)
+                linestyle="none", label=f"{algo_label(algo)} (median{' per CG budget' if len(ticks) > 1 else ''})")
+    _value_ticks(ax, ticks, log=len(ticks) > 1 and max(ticks) / max(min(ticks), 1) >= 4)
+    if len(ticks) == 1:
+        ax.set_xlim(ticks[0] - 1, ticks[0] + 1)
     _log_y(ax)
     ax.set_xlabel("CG iterations run")
-    ax.set_ylabel("final CG residual ‖r‖")
+    ax.set_ylabel("final CG residual ‖g − F̃x‖ / ‖g‖" if relative else "final CG residual ‖r‖")
     ax.set_title("conjugate-gradient residual")
     ax.legend(loc="upper right")
     return ax
@@ -649,37 +657,39 @@ def plot_cg_residual(metrics: pd.DataFrame, *, seed: int = 0, ax: Axes | None = 
 
 @_styled
 def plot_backtrack_share(
-    metrics: pd.DataFrame, *, reps: int = stats.DEFAULT_REPS, seed: int = 0, ax: Axes | None = None
+    metrics: pd.DataFrame, *, by: str = "max_kl", reps: int = stats.DEFAULT_REPS, seed: int = 0,
+    ax: Axes | None = None,
 ) -> Axes:
-    """Share of updates whose line search backtracked, per task and δ (95% CI over runs)."""
+    """Share of updates whose line search backtracked, per task and value of ``by`` (δ
+    unless another setting is the one ablated), with a 95% CI over runs."""
     ax = ax if ax is not None else Figure().subplots()
-    rows = _finite(metrics, "policy/backtracks", "max_kl")
+    rows = _finite(metrics, "policy/backtracks", by)
     if rows.empty:
         return _no_data(ax, "line search")
     per_run = (rows.assign(backtracked=rows["policy/backtracks"] > 0)
-               .groupby(["env_id", "algo", "max_kl", "run_id"], sort=False)["backtracked"].mean().reset_index())
+               .groupby(["env_id", "algo", by, "run_id"], sort=False)["backtracked"].mean().reset_index())
     tasks = summary.sorted_values(per_run["env_id"])
-    combos = per_run[["algo", "max_kl"]].drop_duplicates()
-    combos = sorted(combos.itertuples(index=False), key=lambda c: (summary.sort_key(c.algo), c.max_kl))
-    multi_algo = len({c.algo for c in combos}) > 1
-    colors = value_colors(sorted({c.max_kl for c in combos}))
+    combos = [(a, float(v)) for a, v in per_run[["algo", by]].drop_duplicates().itertuples(index=False)]
+    combos = sorted(combos, key=lambda c: (summary.sort_key(c[0]), c[1]))
+    multi_algo = len({a for a, _ in combos}) > 1
+    colors = value_colors(sorted({v for _, v in combos}))
     width = 0.8 / len(combos)
-    for k, c in enumerate(combos):
+    for k, (algo, value) in enumerate(combos):
         est, err_lo, err_hi = [], [], []
         for task in tasks:
-            v = per_run.loc[(per_run["env_id"] == task) & (per_run["algo"] == c.algo)
-                            & np.isclose(per_run["max_kl"], c.max_kl), "backtracked"].to_numpy(float)
+            v = per_run.loc[(per_run["env_id"] == task) & (per_run["algo"] == algo)
+                            & np.isclose(per_run[by].astype(float), value), "backtracked"].to_numpy(float)
             if v.size == 0:
                 est.append(np.nan), err_lo.append(0), err_hi.append(0)
                 continue
-            point, lo, hi = _mean_with_ci(v, reps, stats.keyed_rng(seed, task, c.algo, float(c.max_kl)))
+            point, lo, hi = _mean_with_ci(v, reps, stats.keyed_rng(seed, task, algo, value))
             est.append(point)
             err_lo.append(lo)
             err_hi.append(hi)
-        label = summary.axis_value_label("max_kl", c.max_kl)
-        label = f"{algo_label(c.algo)}, {label}" if multi_algo else label
+        label = summary.axis_value_label(by, value)
+        label = f"{algo_label(algo)}, {label}" if multi_algo else label
         ax.bar(np.arange(len(tasks)) + (k - (len(combos) - 1) / 2) * width, est, width=width,
-               color=colors[c.max_kl], edgecolor=algo_color(c.algo) if multi_algo else "none",
+               color=colors[value], edgecolor=algo_color(algo) if multi_algo else "none",
                yerr=[err_lo, err_hi], capsize=2, error_kw={"elinewidth": 0.8}, label=label)
     ax.set_xticks(np.arange(len(tasks)), tasks)
     ax.grid(axis="x", visible=False)
@@ -695,6 +705,15 @@ def plot_backtrack_share(
     return ax
 
 
+def _backtrack_axis(metrics: pd.DataFrame) -> str:
+    """δ, unless δ is fixed and another trust-region setting varies (a CG or damping ablation)."""
+    def varies(col: str) -> bool:
+        return col in metrics and metrics[col].nunique(dropna=True) > 1
+    if varies("max_kl"):
+        return "max_kl"
+    return next((c for c in ("cg_iters", "cg_damping", "backtrack_coef") if varies(c)), "max_kl")
+
+
 @_styled
 def plot_trust_region(metrics: pd.DataFrame, *, reps: int = stats.DEFAULT_REPS, seed: int = 0) -> Figure:
     """Six diagnostics of the natural-gradient step (pooled over tasks)."""
@@ -704,7 +723,7 @@ def plot_trust_region(metrics: pd.DataFrame, *, reps: int = stats.DEFAULT_REPS, 
     plot_step_fraction(metrics, reps=reps, seed=seed, ax=axes[2])
     plot_backtracks(metrics, ax=axes[3])
     plot_cg_residual(metrics, seed=seed, ax=axes[4])
-    plot_backtrack_share(metrics, reps=reps, seed=seed, ax=axes[5])
+    plot_backtrack_share(metrics, by=_backtrack_axis(metrics), reps=reps, seed=seed, ax=axes[5])
     caption(fig, ["Pooled over tasks and runs of the methods that solve for the natural gradient with CG. "
                   f"Dots: single updates (a random sample of at most {MAX_DOTS // 4} per δ, {MAX_DOTS} for CG); "
                   "markers with bars: median and 5th-95th percentile of all updates, unless the panel title "

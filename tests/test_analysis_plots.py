@@ -131,6 +131,20 @@ def test_trust_region_diagnostics(figures):
     assert [t.get_text() for t in share.get_legend().get_texts()] == ["δ=0.003", "δ=0.01", "δ=0.03"]
 
 
+def test_trust_region_diagnostics_of_a_cg_ablation(figures, store_root):
+    *_, cg, share = figures["cg"]["trust_region"].axes
+    # Backtracking grouped by the ablated setting (δ is fixed in this grid): a bar per budget.
+    assert [t.get_text() for t in share.get_legend().get_texts()] == ["CG iters=1", "CG iters=3", "CG iters=10"]
+    assert len(bars(share)) == 3
+    # The residual is relative to the gradient: one median per budget, at its median of ‖r‖ / ‖g‖.
+    assert cg.get_ylabel() == "final CG residual ‖g − F̃x‖ / ‖g‖"
+    np.testing.assert_allclose(cg.get_xticks(), [1, 3, 10])
+    metrics = load_store(store_root).select_grid("cg").metrics
+    expected = (metrics["policy/cg_residual"] / metrics["policy/grad_norm"]).groupby(metrics["cg_iters"]).median()
+    (medians,) = [line for line in cg.get_lines() if line.get_marker() == "o"]
+    np.testing.assert_allclose(medians.get_ydata(), expected.to_numpy())
+
+
 def test_surrogate_panels_per_task(figures):
     fig = figures["main"]["surrogate"]
     assert [ax.get_title() for ax in fig.axes] == TASKS
