@@ -481,70 +481,101 @@ def _no_data(ax: Axes, what: str) -> Axes:
     return ax
 
 
-def _distribution_by_delta(ax: Axes, rows: pd.DataFrame, column: str, rng: np.random.Generator) -> list[Any]:
-    """Per (algo, δ): runs' per-update values as faint dots, median and 5-95% range."""
+def _setting_xlabel(by: str, log: bool) -> str:
+    return ("δ (max KL)" if by == "max_kl" else summary.AXIS_TITLES.get(by, by)) + (", log scale" if log else "")
+
+
+def _distribution_by(ax: Axes, rows: pd.DataFrame, column: str, by: str, rng: np.random.Generator) -> list[Any]:
+    """Per (algo, value of ``by``): runs' per-update values as faint dots, median and 5-95% range."""
     algos = summary.sorted_values(rows["algo"])
-    deltas = sorted(rows["max_kl"].astype(float).unique())
+    deltas = sorted(rows[by].astype(float).unique())
+    log = use_log_axis(by, deltas)
     for k, algo in enumerate(algos):
         shift = 10 ** ((k - (len(algos) - 1) / 2) * 0.07)
         color = algo_color(algo)
         med, lo, hi, xs = [], [], [], []
         for d in deltas:
-            v = rows.loc[(rows["algo"] == algo) & np.isclose(rows["max_kl"].astype(float), d), column].to_numpy(float)
+            v = rows.loc[(rows["algo"] == algo) & np.isclose(rows[by].astype(float), d), column].to_numpy(float)
             v = v[v > 0]
             if v.size == 0:
                 continue
             show = v if v.size <= MAX_DOTS // 4 else rng.choice(v, MAX_DOTS // 4, replace=False)
-            jitter = 10 ** rng.uniform(-0.02, 0.02, show.size)
-            ax.scatter(d * shift * jitter, show, s=4, color=color, alpha=_dot_alpha(show.size), linewidths=0)
+            x = _shifted(d, shift, log, deltas)
+            jitter = _shifted(x, 10 ** rng.uniform(-0.02, 0.02, show.size), log, deltas)
+            ax.scatter(jitter, show, s=4, color=color, alpha=_dot_alpha(show.size), linewidths=0)
             q5, q50, q95 = np.percentile(v, [5, 50, 95])
-            xs.append(d * shift)
+            xs.append(x)
             med.append(q50)
             lo.append(q50 - q5)
             hi.append(q95 - q50)
         if xs:
             ax.errorbar(xs, med, yerr=[lo, hi], color=color, marker="o", linestyle="none", capsize=3,
                         markersize=5, label=algo_label(algo))
-    _value_ticks(ax, deltas, log=True)
-    ax.set_xlim(min(deltas) / 2.5, max(deltas) * 2.5)
-    ax.set_xlabel("δ (max KL), log scale")
+    _setting_axis(ax, by, deltas, log)
     return deltas
 
 
+def _shifted(x: Any, factor: Any, log: bool, values: Sequence[float]) -> Any:
+    """Offset x by a multiplicative ``factor`` on a log axis, or by the same share of the
+    axis span on a linear one (so series of several algorithms sit side by side)."""
+    if log:
+        return x * factor
+    span = (max(values) - min(values)) or 1.0
+    return x + np.log10(factor) * span * 2
+
+
+def _setting_axis(ax: Axes, by: str, values: Sequence[float], log: bool) -> None:
+    _value_ticks(ax, values, log=log)
+    if log:
+        ax.set_xlim(min(values) / 2.5, max(values) * 2.5)
+    else:
+        pad = 0.15 * ((max(values) - min(values)) or 1.0)
+        ax.set_xlim(min(values) - pad, max(values) + pad)
+    ax.set_xlabel(_setting_xlabel(by, log))
+
+
 @_styled
-def plot_kl_vs_delta(metrics: pd.DataFrame, *, seed: int = 0, ax: Axes | None = None) -> Axes:
-    """Measured KL(π_old‖π_new) after each update against δ, with the line KL = δ.
+def plot_kl_vs_delta(metrics: pd.DataFrame, *, by: str = "max_kl", seed: int = 0, ax: Axes | None = None) -> Axes:
+    """Measured KL(π_old‖π_new) after each update against δ (or another setting, ``by``, at
+    a fixed δ), with the line KL = δ.
 
     Dots: individual updates; markers and bars: median and 5th-95th percentile.
     """
     ax = ax if ax is not None else Figure().subplots()
-    rows = _finite(natural_rows(metrics), "policy/kl", "max_kl")
+    rows = _finite(natural_rows(metrics), "policy/kl", "max_kl", by)
     if rows.empty:
         return _no_data(ax, "KL with δ")
-    deltas = _distribution_by_delta(ax, rows, "policy/kl", np.random.default_rng(seed))
-    d = np.asarray(deltas)
-    ax.hlines(d, d / 10**0.25, d * 10**0.25, color="black", linestyle="--", linewidth=1.2, label="KL = δ", zorder=3)
+    values = _distribution_by(ax, rows, "policy/kl", by, np.random.default_rng(seed))
+    if by == "max_kl":
+        d = np.asarray(values)
+        ax.hlines(d, d / 10**0.25, d * 10**0.25, color="black", linestyle="--", linewidth=1.2, label="KL = δ", zorder=3)
+    else:
+        for d in sorted(rows["max_kl"].astype(float).unique()):
+            ax.axhline(d, color="black", linestyle="--", linewidth=1.2, zorder=3,
+                       label="KL = δ" if rows["max_kl"].nunique() == 1 else f"KL = δ = {format_value(d)}")
     _log_y(ax)
     ax.set_ylabel("KL after update (mean over states)")
-    ax.set_title("measured KL against δ")
+    ax.set_title("measured KL against δ" if by == "max_kl" else
+                 f"measured KL against {summary.AXIS_LABELS.get(by, by)}")
     # KL grows with δ, so the points run from lower left to upper right: keep the legend
     # in the empty upper-left corner when δ varies.
-    ax.legend(loc="upper left" if len(d) > 1 else "lower left")
+    ax.legend(loc="upper left" if by == "max_kl" and len(values) > 1 else "lower left")
     return ax
 
 
 @_styled
-def plot_step_size(metrics: pd.DataFrame, *, seed: int = 0, ax: Axes | None = None) -> Axes:
-    """Step size β = √(2δ / sᵀFs) per update, distribution per δ and algorithm."""
+def plot_step_size(metrics: pd.DataFrame, *, by: str = "max_kl", seed: int = 0, ax: Axes | None = None) -> Axes:
+    """Step size β = √(2δ / sᵀFs) per update, distribution per δ (or ``by``) and algorithm."""
     ax = ax if ax is not None else Figure().subplots()
-    rows = _finite(natural_rows(metrics), "policy/step_size", "max_kl")
+    rows = _finite(natural_rows(metrics), "policy/step_size", by)
     if rows.empty:
         return _no_data(ax, "step size")
-    _distribution_by_delta(ax, rows, "policy/step_size", np.random.default_rng(seed + 1))
+    _distribution_by(ax, rows, "policy/step_size", by, np.random.default_rng(seed + 1))
     _log_y(ax)
     ax.set_ylabel("step size β")
     ax.set_title("full-step size β")
-    ax.legend(loc="upper left")
+    # β grows with δ (upper left is empty then); a finer CG solve shrinks it.
+    ax.legend(loc="upper left" if by == "max_kl" else "upper right")
     return ax
 
 
@@ -556,33 +587,33 @@ def _mean_with_ci(values: np.ndarray, reps: int, rng: np.random.Generator) -> tu
 
 @_styled
 def plot_step_fraction(
-    metrics: pd.DataFrame, *, reps: int = stats.DEFAULT_REPS, seed: int = 0, ax: Axes | None = None
+    metrics: pd.DataFrame, *, by: str = "max_kl", reps: int = stats.DEFAULT_REPS, seed: int = 0,
+    ax: Axes | None = None,
 ) -> Axes:
-    """Mean accepted fraction of the full step (0 when rejected) per δ, 95% CI over runs."""
+    """Mean accepted fraction of the full step (0 when rejected) per δ (or ``by``), 95% CI over runs."""
     ax = ax if ax is not None else Figure().subplots()
-    rows = _finite(natural_rows(metrics), "policy/step_fraction", "max_kl")
+    rows = _finite(natural_rows(metrics), "policy/step_fraction", by)
     if rows.empty:
         return _no_data(ax, "step fraction")
-    per_run = rows.groupby(["algo", "max_kl", "run_id"], sort=False)["policy/step_fraction"].mean().reset_index()
-    deltas = sorted(per_run["max_kl"].astype(float).unique())
+    per_run = rows.groupby(["algo", by, "run_id"], sort=False)["policy/step_fraction"].mean().reset_index()
+    deltas = sorted(per_run[by].astype(float).unique())
+    log = use_log_axis(by, deltas)
     algos = summary.sorted_values(per_run["algo"])
     for k, algo in enumerate(algos):
         shift = 10 ** ((k - (len(algos) - 1) / 2) * 0.07)
         xs, est, lo, hi = [], [], [], []
         for d in deltas:
-            v = per_run.loc[(per_run["algo"] == algo) & np.isclose(per_run["max_kl"], d), "policy/step_fraction"]
+            v = per_run.loc[(per_run["algo"] == algo) & np.isclose(per_run[by].astype(float), d), "policy/step_fraction"]
             if v.empty:
                 continue
             point, err_lo, err_hi = _mean_with_ci(v.to_numpy(float), reps, stats.keyed_rng(seed, algo, float(d)))
-            xs.append(d * shift)
+            xs.append(_shifted(d, shift, log, deltas))
             est.append(point)
             lo.append(err_lo)
             hi.append(err_hi)
         ax.errorbar(xs, est, yerr=[lo, hi], color=algo_color(algo), marker="o", capsize=3, label=algo_label(algo))
-    _value_ticks(ax, deltas, log=True)
-    ax.set_xlim(min(deltas) / 2.5, max(deltas) * 2.5)
+    _setting_axis(ax, by, deltas, log)
     ax.set_ylim(-0.03, 1.08)
-    ax.set_xlabel("δ (max KL), log scale")
     ax.set_ylabel("accepted fraction of full step")
     ax.set_title(f"accepted step fraction ({CI_LABEL})")
     ax.legend(loc="lower left")
@@ -705,8 +736,9 @@ def plot_backtrack_share(
     return ax
 
 
-def _backtrack_axis(metrics: pd.DataFrame) -> str:
-    """δ, unless δ is fixed and another trust-region setting varies (a CG or damping ablation)."""
+def _trust_region_axis(metrics: pd.DataFrame) -> str:
+    """The setting the trust-region panels are drawn against: δ, unless δ is fixed and another
+    trust-region setting varies (a CG-iterations, damping or line-search ablation)."""
     def varies(col: str) -> bool:
         return col in metrics and metrics[col].nunique(dropna=True) > 1
     if varies("max_kl"):
@@ -718,14 +750,16 @@ def _backtrack_axis(metrics: pd.DataFrame) -> str:
 def plot_trust_region(metrics: pd.DataFrame, *, reps: int = stats.DEFAULT_REPS, seed: int = 0) -> Figure:
     """Six diagnostics of the natural-gradient step (pooled over tasks)."""
     fig, axes = _panels(6, ncols_max=3, panel=(4.0, 3.1))
-    plot_kl_vs_delta(metrics, seed=seed, ax=axes[0])
-    plot_step_size(metrics, seed=seed, ax=axes[1])
-    plot_step_fraction(metrics, reps=reps, seed=seed, ax=axes[2])
+    by = _trust_region_axis(metrics)
+    plot_kl_vs_delta(metrics, by=by, seed=seed, ax=axes[0])
+    plot_step_size(metrics, by=by, seed=seed, ax=axes[1])
+    plot_step_fraction(metrics, by=by, reps=reps, seed=seed, ax=axes[2])
     plot_backtracks(metrics, ax=axes[3])
     plot_cg_residual(metrics, seed=seed, ax=axes[4])
-    plot_backtrack_share(metrics, by=_backtrack_axis(metrics), reps=reps, seed=seed, ax=axes[5])
+    plot_backtrack_share(metrics, by=by, reps=reps, seed=seed, ax=axes[5])
     caption(fig, ["Pooled over tasks and runs of the methods that solve for the natural gradient with CG. "
-                  f"Dots: single updates (a random sample of at most {MAX_DOTS // 4} per δ, {MAX_DOTS} for CG); "
+                  f"Dots: single updates (a random sample of at most {MAX_DOTS // 4} per "
+                  f"{'δ' if by == 'max_kl' else summary.AXIS_TITLES.get(by, by)} value, {MAX_DOTS} for CG); "
                   "markers with bars: median and 5th-95th percentile of all updates, unless the panel title "
                   f"says {CI_LABEL} (over runs)."])
     return fig

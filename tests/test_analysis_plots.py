@@ -132,7 +132,14 @@ def test_trust_region_diagnostics(figures):
 
 
 def test_trust_region_diagnostics_of_a_cg_ablation(figures, store_root):
-    *_, cg, share = figures["cg"]["trust_region"].axes
+    kl, beta, fraction, _, cg, share = figures["cg"]["trust_region"].axes
+    # δ is fixed in this grid: the step panels are drawn against the CG budget, with KL = δ as one line.
+    assert kl.get_title() == "measured KL against CG iters"
+    for ax in (kl, beta, fraction):
+        np.testing.assert_allclose(ax.get_xticks(), [1, 3, 10])
+        assert ax.get_xlabel() == "CG iterations, log scale"
+    (delta_line,) = [line for line in kl.get_lines() if line.get_label() == "KL = δ"]
+    np.testing.assert_allclose(delta_line.get_ydata(), [0.01, 0.01])
     # Backtracking grouped by the ablated setting (δ is fixed in this grid): a bar per budget.
     assert [t.get_text() for t in share.get_legend().get_texts()] == ["CG iters=1", "CG iters=3", "CG iters=10"]
     assert len(bars(share)) == 3
