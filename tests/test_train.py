@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -59,6 +60,7 @@ def test_cli_train_writes_the_run_store(tmp_path, capsys):
     assert config["seed"] == 3 and config["algo"] == "trpo" and config["env_id"] == "CartPole-v1"
     assert config["config"]["steps_per_update"] == 512
     assert {"python", "torch", "gymnasium", "mujoco"} <= set(config["versions"])
+    assert config["versions"]["cpu"] == f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}"
 
     rows = read_csv(run / "metrics.csv")
     assert list(rows[0]) == METRIC_COLUMNS

@@ -107,7 +107,11 @@ def versions() -> dict[str, str]:
     import gymnasium
 
     out = {"python": platform.python_version(), "torch": torch.__version__, "gymnasium": gymnasium.__version__,
-           "numpy": np.__version__}
+           "numpy": np.__version__,
+           # The vector instructions torch's kernels dispatch to (e.g. AVX2, AVX512): runs are
+           # bitwise reproducible on one machine, but float32 results differ in the last bits
+           # between CPUs of different capability, and trajectories then part.
+           "cpu": f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}"}
     from importlib.metadata import PackageNotFoundError, version
 
     for dist in ("mujoco", "wandb"):  # from package metadata: importing wandb costs ~1 s
