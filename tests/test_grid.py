@@ -206,6 +206,20 @@ def test_changed_grid_file_does_not_reuse_stored_runs(reference, tmp_path, capsy
     assert "config.json: the stored run differs from the grid file (total_steps: stored 2048, grid 4096)" in err
 
 
+def test_a_run_recorded_before_the_numpy_value_fit_is_not_taken_for_one(reference, tmp_path, capsys):
+    """A config.json without vf_backend was written when the value fit ran on autograd: the grid
+    file's default (numpy) is a different computation, so the stored run is not reused."""
+    path, grid_dir = reference
+    old_store = tmp_path / "runs"
+    shutil.copytree(grid_dir, old_store / "tiny")
+    config_path = old_store / "tiny" / TINY_IDS[0] / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["config"]["vf_backend"]
+    config_path.write_text(json.dumps(config))
+    assert cli.main(grid_args(path, old_store, "--dry-run")) == 2
+    assert "(vf_backend: stored 'torch', grid 'numpy')" in capsys.readouterr().err
+
+
 def test_a_run_locked_by_another_launch_is_skipped(tmp_path, capsys):
     path = write_grid(tmp_path / "tiny.yaml", TINY)
     out = tmp_path / "runs"

@@ -56,7 +56,7 @@ def evaluate_policy(agent, env_id: str, episodes: int, seed: int) -> tuple[list[
 
 def evaluate_run(run_dir: str | Path, episodes: int = 10) -> dict[str, Any]:
     """Evaluate a finished run's final checkpoint and write ``eval.json`` beside it."""
-    from trpo_bench.train import Agent
+    from trpo_bench.train import Agent, set_threads
 
     run_dir = Path(run_dir)
     store = RunStore(run_dir)
@@ -72,7 +72,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 10) -> dict[str, Any]:
     if checkpoint is None:
         raise ConfigError([f"{run_dir}: no checkpoint.pt (an exported copy holds none); "
                            "evaluate the original run store"])
-    torch.set_num_threads(cfg.torch_threads)
+    set_threads(cfg.torch_threads)
     seed = cfg.seed + EVAL_SEED_OFFSET
     venv = VecEnv(cfg.env_id, 1, seed)
     try:

@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from trpo_bench import signals as stop_signals
-from trpo_bench.config import DEFAULTS, SETTINGS, ConfigError, RunConfig, check_env_id, coerce, read_yaml, suggest, \
-    validate
+from trpo_bench.config import DEFAULTS, SETTINGS, ConfigError, RunConfig, check_env_id, coerce, read_yaml, \
+    stored_settings, suggest, validate
 
 # ============================================================== the grid file
 
@@ -894,8 +894,9 @@ def _stored_config_problems(runs: list[GridRun], grid_dir: Path) -> list[str]:
             continue  # unreadable: the run has no valid start; it starts over
         want = json.loads(json.dumps(run.config.to_dict()))
         # A setting added to RunConfig after the run started resumes at its default (train.run
-        # rebuilds the config from config.json), so a missing key stands for the default.
-        stored = {**json.loads(json.dumps(DEFAULTS.to_dict())), **saved}
+        # rebuilds the config from config.json), so a missing key stands for the default,
+        # unless the setting changed the computation when it was added (OLD_BEHAVIOUR).
+        stored = {**json.loads(json.dumps(DEFAULTS.to_dict())), **stored_settings(saved)}
         diff = [f"{k}: stored {stored.get(k)!r}, grid {v!r}" for k, v in want.items() if stored.get(k) != v]
         if diff:
             problems.append(f"{path}: the stored run differs from the grid file ({'; '.join(diff[:4])}"

@@ -103,6 +103,16 @@ def make_run_id(cfg: RunConfig, keys: list[str] | None = None) -> str:
     return safe_name("-".join(str(p) for p in parts))
 
 
+def set_threads(n: int) -> None:
+    """torch's intra-op threads and NumPy's BLAS threads (the value fit and the NumPy actor
+    multiply 256x64 matrices, where OpenBLAS would otherwise spin a thread per core and take
+    a second core for no gain)."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    threadpool_limits(n, user_api="blas")
+
+
 def versions() -> dict[str, str]:
     import gymnasium
 
@@ -212,9 +222,9 @@ def run(cfg: RunConfig, options: RunOptions | None = None, resume_dir: str | Pat
         if not is_run_dir(run_dir):
             raise ConfigError([f"{run_dir} is not a run directory (no config.json and status.json)"])
         saved = RunStore(run_dir).read_config()
-        from trpo_bench.config import build_config
+        from trpo_bench.config import build_config, stored_settings
 
-        cfg2, problems = build_config(saved["config"])
+        cfg2, problems = build_config(stored_settings(saved["config"]))
         if problems:
             raise ConfigError(problems, str(run_dir / "config.json"))
         cfg = cfg2
@@ -246,7 +256,7 @@ class _Training:
 
     def run(self) -> RunResult:
         cfg = self.cfg
-        torch.set_num_threads(cfg.torch_threads)
+        set_threads(cfg.torch_threads)
         rng, gen = seed_everything(cfg.seed)
         venv = VecEnv(cfg.env_id, cfg.num_envs, cfg.seed)
         venv.reset()
