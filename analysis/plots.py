@@ -1042,7 +1042,7 @@ def build_figures(
                              f"Training return against wall-clock time, mean over runs with {CI_LABEL}.")
     for axis in ablate:
         others = [a for a in ablate if a != axis]
-        if final[axis].notna().any() and summary.usable(final).any():
+        if summary.is_numeric_axis(runs, axis) and final[axis].notna().any() and summary.usable(final).any():
             yield FigureSpec(f"ablation_{axis}", plot_ablation(final, axis, other_axes=others, reps=reps, seed=seed),
                              f"Final return against {summary.AXIS_TITLES.get(axis, axis)}, per task.")
         if not has_returns:

@@ -87,16 +87,24 @@ def sorted_values(values: Sequence[Any] | pd.Series) -> list[Any]:
 # ---------------------------------------------------------------------------
 
 
+def _axis_column(runs: pd.DataFrame, axis: str) -> pd.Series:
+    """An axis's values, as numbers when every value is one, else as text (``fvp``,
+    ``vf_backend``, ``activation``): a categorical axis separates methods as a numeric one does."""
+    col = pd.to_numeric(runs[axis], errors="coerce")
+    return col if col.notna().all() else runs[axis].astype("string")
+
+
+def is_numeric_axis(runs: pd.DataFrame, axis: str) -> bool:
+    return axis in runs.columns and bool(pd.to_numeric(runs[axis], errors="coerce").notna().all())
+
+
 def varying_axes(runs: pd.DataFrame, axes: Sequence[str]) -> list[str]:
-    """Numeric grid axes with more than one value within some (grid, algo, env_id)."""
+    """Grid axes, numeric or categorical, with more than one value within some (grid, algo, env_id)."""
     out = []
     for axis in axes:
-        if axis not in runs.columns or axis in ("seed",):
+        if axis not in runs.columns or axis in ("seed",) or runs[axis].isna().all():
             continue
-        col = pd.to_numeric(runs[axis], errors="coerce")
-        if col.isna().all():
-            continue
-        counts = col.groupby([runs["grid"], runs["algo"], runs["env_id"]]).nunique()
+        counts = _axis_column(runs, axis).groupby([runs["grid"], runs["algo"], runs["env_id"]]).nunique()
         if (counts > 1).any():
             out.append(axis)
     return out
@@ -104,7 +112,7 @@ def varying_axes(runs: pd.DataFrame, axes: Sequence[str]) -> list[str]:
 
 def algos_varying(runs: pd.DataFrame, axis: str) -> list[str]:
     """Algorithms whose runs take more than one value of ``axis``."""
-    counts = pd.to_numeric(runs[axis], errors="coerce").groupby(runs["algo"]).nunique()
+    counts = _axis_column(runs, axis).groupby(runs["algo"]).nunique()
     return sorted_values([a for a, n in counts.items() if n > 1])
 
 

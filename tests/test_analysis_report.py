@@ -217,3 +217,20 @@ def test_cli_plot_and_report_default_paths(store_root, tmp_path, capsys, fast_fi
 def test_store_loaded_for_report_counts_every_run(store_root):
     runs = load_store(store_root / "delta").runs
     assert len(runs) == 35 and (~runs["finished"]).sum() == 1
+
+
+def test_a_categorical_axis_separates_methods_like_a_numeric_one():
+    """A grid over vf_backend (or fvp, activation) compares two methods; pooling them under
+    one 'TRPO' column would report a mix as if it were one setting."""
+    runs = pd.DataFrame({
+        "grid": "g", "algo": "trpo", "env_id": "Hopper-v5", "seed": [0, 1, 0, 1],
+        "vf_backend": ["numpy", "numpy", "torch", "torch"], "max_kl": 0.01, "cg_iters": [10, 10, 10, 10],
+    })
+    axes = ("vf_backend", "max_kl", "cg_iters")
+    assert summary.varying_axes(runs, axes) == ["vf_backend"]
+    assert summary.algos_varying(runs, "vf_backend") == ["trpo"]
+    assert not summary.is_numeric_axis(runs, "vf_backend") and summary.is_numeric_axis(runs, "max_kl")
+    labelled = summary.with_methods(runs, ["vf_backend"])
+    assert summary.method_order(labelled, ["vf_backend"]) == ["TRPO, vf_backend=numpy", "TRPO, vf_backend=torch"]
+    numeric = runs.assign(max_kl=[0.01, 0.01, 0.03, 0.03], vf_backend="numpy")
+    assert summary.varying_axes(numeric, axes) == ["max_kl"]
