@@ -488,20 +488,20 @@ def _setting_xlabel(by: str, log: bool) -> str:
 def _distribution_by(ax: Axes, rows: pd.DataFrame, column: str, by: str, rng: np.random.Generator) -> list[Any]:
     """Per (algo, value of ``by``): runs' per-update values as faint dots, median and 5-95% range."""
     algos = summary.sorted_values(rows["algo"])
-    deltas = sorted(rows[by].astype(float).unique())
-    log = use_log_axis(by, deltas)
+    values = sorted(rows[by].astype(float).unique())
+    log = use_log_axis(by, values)
     for k, algo in enumerate(algos):
         shift = 10 ** ((k - (len(algos) - 1) / 2) * 0.07)
         color = algo_color(algo)
         med, lo, hi, xs = [], [], [], []
-        for d in deltas:
+        for d in values:
             v = rows.loc[(rows["algo"] == algo) & np.isclose(rows[by].astype(float), d), column].to_numpy(float)
             v = v[v > 0]
             if v.size == 0:
                 continue
             show = v if v.size <= MAX_DOTS // 4 else rng.choice(v, MAX_DOTS // 4, replace=False)
-            x = _shifted(d, shift, log, deltas)
-            jitter = _shifted(x, 10 ** rng.uniform(-0.02, 0.02, show.size), log, deltas)
+            x = _shifted(d, shift, log, values)
+            jitter = _shifted(x, 10 ** rng.uniform(-0.02, 0.02, show.size), log, values)
             ax.scatter(jitter, show, s=4, color=color, alpha=_dot_alpha(show.size), linewidths=0)
             q5, q50, q95 = np.percentile(v, [5, 50, 95])
             xs.append(x)
@@ -511,8 +511,8 @@ def _distribution_by(ax: Axes, rows: pd.DataFrame, column: str, by: str, rng: np
         if xs:
             ax.errorbar(xs, med, yerr=[lo, hi], color=color, marker="o", linestyle="none", capsize=3,
                         markersize=5, label=algo_label(algo))
-    _setting_axis(ax, by, deltas, log)
-    return deltas
+    _setting_axis(ax, by, values, log)
+    return values
 
 
 def _shifted(x: Any, factor: Any, log: bool, values: Sequence[float]) -> Any:
@@ -550,9 +550,10 @@ def plot_kl_vs_delta(metrics: pd.DataFrame, *, by: str = "max_kl", seed: int = 0
         d = np.asarray(values)
         ax.hlines(d, d / 10**0.25, d * 10**0.25, color="black", linestyle="--", linewidth=1.2, label="KL = δ", zorder=3)
     else:
-        for d in sorted(rows["max_kl"].astype(float).unique()):
+        bounds = sorted(rows["max_kl"].astype(float).unique())
+        for d in bounds:
             ax.axhline(d, color="black", linestyle="--", linewidth=1.2, zorder=3,
-                       label="KL = δ" if rows["max_kl"].nunique() == 1 else f"KL = δ = {format_value(d)}")
+                       label="KL = δ" if len(bounds) == 1 else f"KL = δ = {format_value(d)}")
     _log_y(ax)
     ax.set_ylabel("KL after update (mean over states)")
     ax.set_title("measured KL against δ" if by == "max_kl" else
@@ -596,23 +597,23 @@ def plot_step_fraction(
     if rows.empty:
         return _no_data(ax, "step fraction")
     per_run = rows.groupby(["algo", by, "run_id"], sort=False)["policy/step_fraction"].mean().reset_index()
-    deltas = sorted(per_run[by].astype(float).unique())
-    log = use_log_axis(by, deltas)
+    values = sorted(per_run[by].astype(float).unique())
+    log = use_log_axis(by, values)
     algos = summary.sorted_values(per_run["algo"])
     for k, algo in enumerate(algos):
         shift = 10 ** ((k - (len(algos) - 1) / 2) * 0.07)
         xs, est, lo, hi = [], [], [], []
-        for d in deltas:
-            v = per_run.loc[(per_run["algo"] == algo) & np.isclose(per_run[by].astype(float), d), "policy/step_fraction"]
+        for value in values:
+            v = per_run.loc[(per_run["algo"] == algo) & np.isclose(per_run[by].astype(float), value), "policy/step_fraction"]
             if v.empty:
                 continue
-            point, err_lo, err_hi = _mean_with_ci(v.to_numpy(float), reps, stats.keyed_rng(seed, algo, float(d)))
-            xs.append(_shifted(d, shift, log, deltas))
+            point, err_lo, err_hi = _mean_with_ci(v.to_numpy(float), reps, stats.keyed_rng(seed, algo, float(value)))
+            xs.append(_shifted(value, shift, log, values))
             est.append(point)
             lo.append(err_lo)
             hi.append(err_hi)
         ax.errorbar(xs, est, yerr=[lo, hi], color=algo_color(algo), marker="o", capsize=3, label=algo_label(algo))
-    _setting_axis(ax, by, deltas, log)
+    _setting_axis(ax, by, values, log)
     ax.set_ylim(-0.03, 1.08)
     ax.set_ylabel("accepted fraction of full step")
     ax.set_title(f"accepted step fraction ({CI_LABEL})")

@@ -606,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
                     line(label, res)
             # The quoted sb3 reference figure comes from other settings (one env, 1024 steps per
             # update, 15 CG steps, 10 critic updates): measured here too, so it is not only quoted.
-            res = r["sb3_issue_settings"] = in_child(sb3_trpo, env_id, steps, args.seed, False)
+            res = r["sb3_one_env"] = in_child(sb3_trpo, env_id, steps, args.seed, False)
             if res is not None:
                 line(f"sb3-contrib {res['version']} TRPO, 1 env x 1024, 15 CG", res)
             if r.get("sb3") is None or r.get("tianshou") is None:

@@ -104,9 +104,9 @@ def make_run_id(cfg: RunConfig, keys: list[str] | None = None) -> str:
 
 
 def set_threads(n: int) -> None:
-    """torch's intra-op threads and NumPy's BLAS threads (the value fit and the NumPy actor
-    multiply 256x64 matrices, where OpenBLAS would otherwise spin a thread per core and take
-    a second core for no gain)."""
+    """torch's intra-op threads and NumPy's BLAS threads. The NumPy value fit multiplies
+    256x64 by 64x64 matrices, above OpenBLAS's threading threshold: uncapped, it spins a
+    thread per core and takes a second core for no gain."""
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(n)

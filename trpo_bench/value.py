@@ -72,7 +72,7 @@ class _NumpyFit:
         group = optimizer.param_groups[0]
         if len(optimizer.param_groups) != 1 or group["weight_decay"] or group["amsgrad"] or group["maximize"]:
             raise ValueError("the numpy value fit implements plain Adam over one parameter group")
-        self.value, self.optimizer = value, optimizer
+        self.optimizer = optimizer
         self.params = list(value.parameters())
         self.lr, (self.beta1, self.beta2), self.eps = group["lr"], group["betas"], group["eps"]
         self.shapes = [tuple(p.shape) for p in self.params]
