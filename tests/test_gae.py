@@ -100,3 +100,35 @@ def test_gae_special_cases():
     nv_chain = np.vstack([v[1:], nv[-1:]])
     mc = np.cumsum(r[::-1], axis=0)[::-1] + nv[-1] - v
     assert np.allclose(gae(r, v, nv_chain, no, no, 1.0, 1.0), mc, rtol=0, atol=1e-12)
+
+
+def recursive_gae_by_rows(rewards, values, next_values, terminated, truncated, gamma, lam):
+    """The recursion written over whole (N,) rows, as trpo-bench computed it before the
+    per-env loop: stored runs were made with these bits."""
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    last = np.zeros(rewards.shape[1:], dtype=np.float64)
+    not_term = 1.0 - terminated.astype(np.float64)
+    not_done = 1.0 - (terminated | truncated).astype(np.float64)
+    for t in reversed(range(rewards.shape[0])):
+        delta = rewards[t] + gamma * next_values[t] * not_term[t] - values[t]
+        last = delta + gamma * lam * not_done[t] * last
+        adv[t] = last
+    return adv
+
+
+@pytest.mark.parametrize("n", [1, 3, 8])
+def test_gae_bits_equal_the_row_wise_recursion(n):
+    # A seed must reproduce a run stored by earlier versions: the same floating-point
+    # operations in the same order, so equality is exact, not approximate.
+    rng = np.random.default_rng(n)
+    T = 257
+    rewards = rng.standard_normal((T, n)) * rng.choice([1e-3, 1.0, 1e3], (T, n))
+    values = rng.standard_normal((T, n)) * 10
+    next_values = rng.standard_normal((T, n)) * 10
+    terminated = rng.random((T, n)) < 0.05
+    truncated = (rng.random((T, n)) < 0.05) & ~terminated
+    for gamma, lam in [(0.99, 0.97), (0.995, 0.95), (0.9, 0.3)]:
+        adv = gae(rewards, values, next_values, terminated, truncated, gamma, lam)
+        ref = recursive_gae_by_rows(rewards, values, next_values, terminated, truncated, gamma, lam)
+        assert adv.shape == (T, n) and adv.flags.c_contiguous
+        assert np.array_equal(adv, ref)

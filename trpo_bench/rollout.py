@@ -24,16 +24,24 @@ def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, termin
     episode by truncation, of the next observation otherwise; ignored where terminated.
     An episode boundary (either kind) stops the backward recursion.
     """
-    T = rewards.shape[0]
-    adv = np.zeros_like(rewards, dtype=np.float64)
-    last = np.zeros(rewards.shape[1:], dtype=np.float64)
+    T, shape = rewards.shape[0], rewards.shape[1:]
     not_term = 1.0 - terminated.astype(np.float64)
     not_done = 1.0 - (terminated | truncated).astype(np.float64)
-    for t in reversed(range(T)):
-        delta = rewards[t] + gamma * next_values[t] * not_term[t] - values[t]
-        last = delta + gamma * lam * not_done[t] * last
-        adv[t] = last
-    return adv
+    # δ and γλ·(1 − done) for every step at once; only A_t = δ_t + γλ(1 − done_t)·A_{t+1}
+    # is sequential. It runs per env on Python floats (the same IEEE double operations as
+    # NumPy's, so the same bits), which is cheaper than ufunc calls on one-element rows.
+    delta = rewards + gamma * next_values * not_term - values
+    coef = gamma * lam * not_done
+    d_cols = delta.reshape(T, -1).T.tolist()
+    c_cols = coef.reshape(T, -1).T.tolist()
+    adv = np.empty((len(d_cols), T))
+    for i, (d, c) in enumerate(zip(d_cols, c_cols)):
+        col, last = [0.0] * T, 0.0
+        for t in range(T - 1, -1, -1):
+            last = d[t] + c[t] * last
+            col[t] = last
+        adv[i] = col
+    return adv.T.reshape(T, *shape).copy()
 
 
 @dataclass
