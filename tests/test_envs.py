@@ -1,11 +1,17 @@
 """Observation and reward normalization: the running statistics they keep, checked against
-NumPy over all the data seen, and the single-env fast path against the general update."""
+NumPy over all the data seen, and the single-env fast path against the general update. And
+MuJoCo's warnings, routed through Python's."""
 
 from __future__ import annotations
 
-import numpy as np
+import subprocess
+import sys
+import warnings
 
-from trpo_bench.envs import RewardScaler, RunningMeanStd
+import numpy as np
+import pytest
+
+from trpo_bench.envs import MujocoWarning, RewardScaler, RunningMeanStd, make_env
 
 
 def chan_update(mean, var, count, x):
@@ -102,3 +108,43 @@ def test_reward_scaler_clips():
     scaler = RewardScaler(1, 0.99, clip=3.0)
     scaler.rms.var = np.float64(1e-6)
     assert scaler(np.array([10.0]), np.array([False]))[0] == 3.0
+
+
+# --- MuJoCo's warnings --------------------------------------------------------
+
+
+UNSTABLE = (
+    "import mujoco\n"
+    "m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><body><freejoint/><geom size=\".1\"/>'\n"
+    "                                   '</body></worldbody></mujoco>')\n"
+    "d = mujoco.MjData(m)\n"
+    "d.qvel[:] = float('nan')\n"
+    "mujoco.mj_step(m, d)  # MuJoCo warns: the simulation is unstable\n"
+)
+
+
+def test_mujoco_warnings_become_python_warnings(tmp_path, monkeypatch):
+    pytest.importorskip("mujoco")
+    monkeypatch.chdir(tmp_path)
+    make_env("Hopper-v5").close()
+    with pytest.warns(MujocoWarning, match="MuJoCo: Nan, Inf or huge value in QVEL"):
+        exec(UNSTABLE, {})
+    # gymnasium's HalfCheetah model sets MuJoCo 4's deprecated 'settotalmass': not passed on.
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        make_env("HalfCheetah-v5").close()
+    assert not [w for w in seen if issubclass(w.category, MujocoWarning)]
+    # Nothing is appended to a MUJOCO_LOG.TXT in the working directory.
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+
+
+def test_mujoco_warning_under_an_error_filter_does_not_abort(tmp_path):
+    # A warning turned into an exception must not propagate into MuJoCo's C code, which
+    # would abort the whole process: it is printed instead.
+    pytest.importorskip("mujoco")
+    code = ("import warnings\nfrom trpo_bench.envs import make_env\nmake_env('Hopper-v5').close()\n"
+            "warnings.simplefilter('error')\n" + UNSTABLE + "print('stepped')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "stepped" in out.stdout
+    assert "MuJoCo warning: Nan, Inf or huge value in QVEL" in out.stderr

@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import importlib
 import pickle
+import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +30,38 @@ def register_module(env_id: str) -> str:
     return env_id
 
 
+class MujocoWarning(UserWarning):
+    """A warning MuJoCo raised (model compiler, simulation), as a Python warning."""
+
+
+# gymnasium's own model files (HalfCheetah-v5, ...) set a compiler attribute that MuJoCo 4
+# deprecates; nothing a user of those tasks can act on, so it is not passed on.
+_MUJOCO_IGNORED = ("compiler attribute 'settotalmass' is deprecated",)
+
+
+def _mujoco_warning(message: str) -> None:
+    if message.startswith(_MUJOCO_IGNORED):
+        return
+    try:
+        warnings.warn(f"MuJoCo: {message}", MujocoWarning, stacklevel=2)
+    except BaseException:  # noqa: BLE001 - an exception raised into MuJoCo's C code aborts the process
+        print(f"MuJoCo warning: {message}", file=sys.stderr)
+
+
+def route_mujoco_warnings() -> None:
+    """Send MuJoCo's warnings through Python's ``warnings`` (shown once, filterable) instead
+    of its default handler, which prints every one and appends it to MUJOCO_LOG.TXT in the
+    working directory. A handler someone else installed is left in place."""
+    try:
+        import mujoco
+    except ImportError:
+        return
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(_mujoco_warning)
+
+
 def make_env(env_id: str) -> gym.Env:
+    route_mujoco_warnings()
     return gym.make(register_module(env_id), disable_env_checker=True)
 
 
