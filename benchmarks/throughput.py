@@ -2,21 +2,23 @@
 
 Measured in one process at a time (each measurement in a fresh spawned child), side by side:
 
-  (raw and train alternate, 3 rounds by default: the best of each is shown, and the
-   ratio of every round's pair)
+  (every measurement below runs once per round, interleaved, 3 rounds by default: the best
+   of each is shown, with the ratios of each round's pairs)
   raw       random-action env step rate: plain gymnasium, one env, with action_space.sample()
             and with actions drawn beforehand (the env's own cost); our VecEnv at num_envs
-  train     trpo-bench TRPO end to end at the package defaults (2048 steps per update, 10 CG
-            iterations, analytic FVP, NumPy value fit 5 epochs x 8 minibatches, one thread), and
-            where its time goes (collect / policy update / value fit, and collect's own overhead
-            beside the env's step and reset)
-  baselines sb3-contrib TRPO and Tianshou TRPO at matched settings, and sb3-contrib at the
-            settings of the quoted reference figure (1 env x 1024 steps, 15 CG steps, 10 critic
-            updates), when installed (``pip install -e ".[bench]"``); otherwise the reference
-            figures, labelled
+  train     trpo-bench TRPO end to end at the package defaults (8 envs, 2048 steps per update,
+            10 CG iterations, analytic FVP, NumPy value fit 5 epochs x 8 minibatches, one
+            thread), the same with one env, and where its time goes (collect / policy update /
+            value fit, and collect's own overhead beside the env's step and reset)
+  baselines sb3-contrib TRPO and Tianshou TRPO at matched settings (8 envs), sb3-contrib at
+            matched settings with one env (against trpo-bench with one env), and sb3-contrib at
+            the settings of the quoted reference figure (1 env x 1024 steps, 15 CG steps, 10
+            critic updates), when installed (``pip install -e ".[bench]"``); otherwise the
+            reference figures, labelled
   fvp       one Fisher-vector product (analytic and autograd) against one gradient evaluation,
             and, at small sizes, CG against forming the Fisher explicitly and solving
-  scaling   aggregate steps/s of 1 and 2 concurrent training processes (spawn, one torch thread)
+  scaling   aggregate steps/s of 1 and 2 concurrent training processes (spawn, one torch thread),
+            alternating for the same rounds
   rss       peak resident memory of one MuJoCo training run (VmHWM of a child process)
 
     python benchmarks/throughput.py                      # everything, Hopper-v5 and HalfCheetah-v5
@@ -103,8 +105,9 @@ def raw_env(env_id: str, steps: int, num_envs: int, seed: int) -> dict[str, Any]
     """Random actions: plain ``gym.make`` env (sample, step, reset on episode end) and our VecEnv."""
     import gymnasium as gym
 
-    from trpo_bench.envs import VecEnv
+    from trpo_bench.envs import VecEnv, route_mujoco_warnings
 
+    route_mujoco_warnings()
     env = gym.make(env_id)
     env.reset(seed=seed)
     env.action_space.seed(seed)
@@ -154,8 +157,9 @@ def _warm_imports() -> None:
             RunOptions(out=Path(tmp), wandb="disabled", progress=False, handle_signals=False))
 
 
-def train(env_id: str, steps: int, seed: int, warm: bool = True) -> dict[str, Any]:
-    """One default-settings TRPO run of ``steps`` env steps; rates, phases from metrics.csv."""
+def train(env_id: str, steps: int, seed: int, warm: bool = True, num_envs: int | None = None) -> dict[str, Any]:
+    """One default-settings TRPO run of ``steps`` env steps (``num_envs`` envs if given); rates,
+    phases from metrics.csv."""
     from trpo_bench.config import RunConfig
     from trpo_bench.train import RunOptions, run
 
@@ -164,7 +168,7 @@ def train(env_id: str, steps: int, seed: int, warm: bool = True) -> dict[str, An
         import gymnasium as gym
 
         gym.make(env_id).close()
-    cfg = RunConfig(env_id=env_id, total_steps=steps, seed=seed)
+    cfg = RunConfig(env_id=env_id, total_steps=steps, seed=seed, **({"num_envs": num_envs} if num_envs else {}))
     with tempfile.TemporaryDirectory() as tmp:
         with _Clock() as c:
             res = run(cfg, RunOptions(out=Path(tmp), wandb="disabled", progress=False, handle_signals=False))
@@ -225,11 +229,13 @@ def collect_split(env_id: str, seed: int, rounds: int = 3) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------ baselines
-def sb3_trpo(env_id: str, steps: int, seed: int, matched: bool = True) -> dict[str, Any] | None:
-    """sb3-contrib TRPO at our settings: 8 envs x 256 steps, 10 CG steps, critic 5 epochs of
-    minibatches of 256 (8 per epoch), 64x64 tanh, VecNormalize (obs and reward) for MuJoCo.
-    With ``matched=False``, the settings behind the quoted reference figure instead: one env,
-    n_steps 1024, 15 CG steps, 10 critic updates, sb3's other defaults (same normalization)."""
+def sb3_trpo(env_id: str, steps: int, seed: int, num_envs: int | None = None,
+             reference: bool = False) -> dict[str, Any] | None:
+    """sb3-contrib TRPO at our settings: 2048 steps per update from ``num_envs`` envs (default:
+    ours, 8 x 256), 10 CG steps, critic 5 epochs of minibatches of 256 (8 per epoch), 64x64 tanh,
+    VecNormalize (obs and reward) for MuJoCo. With ``reference``, the settings behind the quoted
+    reference figure instead: one env, n_steps 1024, 15 CG steps, 10 critic updates, sb3's
+    other defaults (same normalization)."""
     try:
         import sb3_contrib
         from sb3_contrib import TRPO
@@ -240,18 +246,21 @@ def sb3_trpo(env_id: str, steps: int, seed: int, matched: bool = True) -> dict[s
     import torch
 
     from trpo_bench.config import RunConfig
+    from trpo_bench.envs import route_mujoco_warnings
 
     _one_thread()
+    route_mujoco_warnings()  # the same MuJoCo warning handling as trpo-bench's own envs
     cfg = RunConfig(env_id=env_id, seed=seed)
-    venv = make_vec_env(env_id, n_envs=cfg.num_envs if matched else 1, seed=seed, vec_env_cls=DummyVecEnv)
+    n_envs = 1 if reference else num_envs or cfg.num_envs
+    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)
     if cfg.normalize_obs_resolved:
         venv = VecNormalize(venv, norm_obs=True, norm_reward=cfg.normalize_rewards_resolved, gamma=cfg.gamma)
-    if not matched:
+    if reference:
         model = TRPO("MlpPolicy", venv, n_steps=1024, cg_max_steps=15, n_critic_updates=10, seed=seed,
                      device="cpu", verbose=0)
     else:
         model = TRPO(
-            "MlpPolicy", venv, learning_rate=cfg.vf_lr, n_steps=cfg.steps_per_update // cfg.num_envs,
+            "MlpPolicy", venv, learning_rate=cfg.vf_lr, n_steps=cfg.steps_per_update // n_envs,
             batch_size=cfg.steps_per_update // cfg.vf_minibatches, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
             cg_max_steps=cfg.cg_iters, cg_damping=cfg.cg_damping, line_search_shrinking_factor=cfg.backtrack_coef,
             line_search_max_iter=cfg.max_backtracks, n_critic_updates=cfg.vf_epochs, target_kl=cfg.max_kl,
@@ -302,9 +311,11 @@ def tianshou_trpo(env_id: str, steps: int, seed: int) -> dict[str, Any] | None:
     import warnings
 
     from trpo_bench.config import RunConfig
+    from trpo_bench.envs import route_mujoco_warnings
 
     warnings.filterwarnings("ignore", module="tianshou")
     _one_thread()
+    route_mujoco_warnings()
     cfg = RunConfig(env_id=env_id, seed=seed)
     torch.manual_seed(seed)
     envs = DummyVectorEnv([lambda: gym.make(env_id) for _ in range(cfg.num_envs)])
@@ -528,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="shorter runs and fewer repetitions")
     ap.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     ap.add_argument("--rounds", type=int, default=None,
-                    help="alternating raw / training measurements per env; the best of each is shown "
+                    help="interleaved rounds of every measurement per env; the best of each is shown "
                          "(default 3; --quick 1)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="also write every figure to this file")
@@ -555,21 +566,44 @@ def main(argv: list[str] | None = None) -> int:
         # ratio: against plain gymnasium with action_space.sample() (the issue's raw rate);
         # vs step: against the same env stepping pre-drawn actions (the env's own cost). Each
         # as wall-clock / CPU-time ratios.
-        print(f"{'':46s} {'steps/s':>8s} {'/CPU-s':>8s}   {'ratio wall/CPU':>14s}   {'vs step wall/CPU':>16s}")
-        # Raw and training rates alternate, `rounds` times: on a shared machine other jobs only
-        # ever slow a measurement down, so the best of each is the one shown, and the ratio of
-        # each round's pair (taken minutes apart at most) says how far the noise reaches.
-        for _ in range(rounds):
-            if "raw" in args.only:
-                r.setdefault("raw_rounds", []).append(in_child(raw_env, env_id, raw_steps, num_envs, args.seed))
-            if "train" in args.only:
-                r.setdefault("train_rounds", []).append(in_child(train, env_id, steps, args.seed))
+        print(f"{'':50s} {'steps/s':>8s} {'/CPU-s':>8s}   {'ratio wall/CPU':>14s}   {'vs step wall/CPU':>16s}")
+        # Every measurement runs once per round, `rounds` times, interleaved: on a shared
+        # machine other jobs only ever slow a measurement down, so the best of each is the
+        # one shown, and the ratios of each round's pairs (taken minutes apart at most) say
+        # how far the noise reaches.
+        plan: list[tuple[str, Callable[..., Any], tuple]] = []
         if "raw" in args.only:
-            r["raw"] = {k: max((x[k] for x in r["raw_rounds"]), key=lambda x: x["sps"]) for k in r["raw_rounds"][0]}
+            plan.append(("raw", raw_env, (env_id, raw_steps, num_envs, args.seed)))
         if "train" in args.only:
-            r["train"] = max(r["train_rounds"], key=lambda x: x["sps"])
-        base = r.get("raw", {}).get("gymnasium")
-        step_only = r.get("raw", {}).get("gymnasium_step_only")
+            plan += [("train", train, (env_id, steps, args.seed)),
+                     ("train_one_env", train, (env_id, steps, args.seed, True, 1))]
+        if "baselines" in args.only and _continuous(env_id):
+            plan += [("sb3", sb3_trpo, (env_id, steps, args.seed)),
+                     ("tianshou", tianshou_trpo, (env_id, steps, args.seed)),
+                     ("sb3_one_env", sb3_trpo, (env_id, steps, args.seed, 1)),
+                     # The quoted sb3 reference figure comes from other settings (one env, 1024
+                     # steps per update, 15 CG steps, 10 critic updates): measured here too.
+                     ("sb3_reference", sb3_trpo, (env_id, steps, args.seed, None, True))]
+        for _ in range(rounds):
+            for key, fn, fn_args in plan:
+                if key in r and r[key] is None:  # library not installed
+                    continue
+                res = in_child(fn, *fn_args)
+                r[key] = None if res is None else True
+                if res is not None:
+                    r.setdefault(f"{key}_rounds", []).append(res)
+        for key, _, _ in plan:
+            runs = r.pop(f"{key}_rounds", None)
+            if runs is None:
+                r[key] = None
+            elif key == "raw":
+                r["raw"] = {k: max((x[k] for x in runs), key=lambda x: x["sps"]) for k in runs[0]}
+                r["raw_rounds"] = runs
+            else:
+                r[key] = max(runs, key=lambda x: x["sps"])
+                r[f"{key}_rounds"] = runs
+        base = r.get("raw", {}).get("gymnasium") if r.get("raw") else None
+        step_only = r["raw"].get("gymnasium_step_only") if r.get("raw") else None
 
         def line(name: str, x: dict[str, Any] | None, key: str = "sps", cpu: bool = True) -> None:
             if x is None:
@@ -578,42 +612,52 @@ def main(argv: list[str] | None = None) -> int:
             for ref in (base, step_only):
                 c = f"{x['sps_cpu'] / ref['sps_cpu']:4.2f}" if ref and cpu else "   -"
                 cols += f"   {x[key] / ref['sps']:6.2f} / {c}  " if ref else "      -        "
-            print(f"{name:46s} {_fmt_rate(x[key])} {_fmt_rate(x['sps_cpu'] if cpu else None)}{cols}")
+            print(f"{name:50s} {_fmt_rate(x[key])} {_fmt_rate(x['sps_cpu'] if cpu else None)}{cols}")
 
-        if "raw" in args.only:
+        if r.get("raw"):
             line("gymnasium, 1 env, action_space.sample()", base)
             line("gymnasium, 1 env, pre-drawn actions", step_only)
             line(f"trpo-bench VecEnv, {num_envs} envs, random actions", r["raw"]["vecenv"])
-
-        if "train" in args.only:
-            t = r["train"]
-            line("trpo-bench TRPO, whole run (with setup)", t)
-            line("trpo-bench TRPO, training loop only", t, "sps_loop", cpu=False)
-            if "raw" in args.only and rounds > 1:
-                pairs = [tr["sps"] / raw["gymnasium"]["sps"] for raw, tr in zip(r["raw_rounds"], r["train_rounds"])]
-                r["round_ratios"] = pairs
-                print(f"{'  TRPO / random-action rate, round by round':46s} "
-                      + "  ".join(f"{x:.2f}" for x in pairs) + f"   (median {float(np.median(pairs)):.2f})")
-            r["collect_split"] = in_child(collect_split, env_id, args.seed)
+        if r.get("train"):
+            line(f"trpo-bench TRPO, {num_envs} envs, whole run (with setup)", r["train"])
+            line(f"trpo-bench TRPO, {num_envs} envs, training loop only", r["train"], "sps_loop", cpu=False)
+        for key, label in (("sb3", f"TRPO, matched, {num_envs} envs"), ("tianshou", f"TRPO, matched, {num_envs} envs")):
+            if r.get(key):
+                lib = "sb3-contrib" if key == "sb3" else "Tianshou"
+                line(f"{lib} {r[key]['version']} {label}", r[key])
+        if r.get("train_one_env"):
+            line("trpo-bench TRPO, 1 env, whole run (with setup)", r["train_one_env"])
+        if r.get("sb3_one_env"):
+            line(f"sb3-contrib {r['sb3_one_env']['version']} TRPO, matched, 1 env", r["sb3_one_env"])
+        if r.get("sb3_reference"):
+            line(f"sb3-contrib {r['sb3_reference']['version']} TRPO, 1 env x 1024, 15 CG", r["sb3_reference"])
         if "baselines" in args.only and not _continuous(env_id):
             print("  (baselines are set up for Box action spaces only; skipped)")
-        elif "baselines" in args.only:
-            for name, fn in (("sb3", sb3_trpo), ("tianshou", tianshou_trpo)):
-                res = in_child(fn, env_id, steps, args.seed)
-                r[name] = res
-                if res is not None:
-                    label = {"sb3": f"sb3-contrib {res['version']} TRPO, matched", "tianshou": f"Tianshou {res['version']} TRPO, matched"}[name]
-                    line(label, res)
-            # The quoted sb3 reference figure comes from other settings (one env, 1024 steps per
-            # update, 15 CG steps, 10 critic updates): measured here too, so it is not only quoted.
-            res = r["sb3_one_env"] = in_child(sb3_trpo, env_id, steps, args.seed, False)
-            if res is not None:
-                line(f"sb3-contrib {res['version']} TRPO, 1 env x 1024, 15 CG", res)
-            if r.get("sb3") is None or r.get("tianshou") is None:
-                print("  (sb3-contrib / Tianshou not installed: pip install -e '.[bench]'. The issue's reference figures:)")
-                for label, figs in REFERENCE.items():
-                    if env_id in figs:
-                        print(f"  reference (issue), {label}: {figs[env_id]:,.0f} steps/s")
+        elif "baselines" in args.only and (r.get("sb3") is None or r.get("tianshou") is None):
+            print("  (sb3-contrib / Tianshou not installed: pip install -e '.[bench]'. The issue's reference figures:)")
+            for label, figs in REFERENCE.items():
+                if env_id in figs:
+                    print(f"  reference (issue), {label}: {figs[env_id]:,.0f} steps/s")
+
+        # The targets' ratios: best against best (wall-clock and per CPU-second), then each
+        # round's own pair.
+        pairs = [("TRPO / random-action rate", "train", "raw"),
+                 (f"trpo-bench / sb3-contrib, matched, {num_envs} envs", "train", "sb3"),
+                 (f"trpo-bench / Tianshou, matched, {num_envs} envs", "train", "tianshou"),
+                 ("trpo-bench / sb3-contrib, matched, 1 env", "train_one_env", "sb3_one_env"),
+                 ("trpo-bench (defaults) / sb3-contrib, reference", "train", "sb3_reference")]
+        shown = [(n, a, b) for n, a, b in pairs if r.get(a) and r.get(b)]
+        if shown:
+            print(f"  {'ratios':48s} {'wall':>8s} {'/CPU-s':>8s}   round by round (wall)")
+            ratios = r["ratios"] = {}
+            for name, a, b in shown:
+                ref = (lambda x: x["gymnasium"]) if b == "raw" else (lambda x: x)
+                best = (r[a]["sps"] / ref(r[b])["sps"], r[a]["sps_cpu"] / ref(r[b])["sps_cpu"])
+                each = [x["sps"] / ref(y)["sps"] for x, y in zip(r[f"{a}_rounds"], r[f"{b}_rounds"])]
+                ratios[f"{a}/{b}"] = {"best": best[0], "best_cpu": best[1], "rounds": each}
+                print(f"  {name:48s} {best[0]:8.2f} {best[1]:8.2f}   " + "  ".join(f"{x:.2f}" for x in each))
+        if r.get("train"):
+            r["collect_split"] = in_child(collect_split, env_id, args.seed)
         if "train" in args.only:
             t, cs = r["train"], r["collect_split"]
             ph = t["phases"]
@@ -621,8 +665,15 @@ def main(argv: list[str] | None = None) -> int:
             per = 1e3 * t["settings"]["steps_per_update"] / t["steps"]
             print(f"\n  where trpo-bench's training time goes ({t['updates']} updates of "
                   f"{t['settings']['steps_per_update']} steps; ms per update):")
+            one = r.get("train_one_env")
+            print(f"    {'':15s} {num_envs:>5d} envs" + (f"   {'1 env':>14s}" if one else ""))
             for k in ("collect", "policy_update", "value_fit", "other"):
-                print(f"    {k:15s} {ph[k] * per:8.1f} ms  {100 * ph[k] / total:5.1f}%")
+                row = f"    {k:15s} {ph[k] * per:8.1f} ms  {100 * ph[k] / total:5.1f}%"
+                if one:
+                    p1 = one["phases"]
+                    row += f"   {p1[k] * 1e3 * one['settings']['steps_per_update'] / one['steps']:8.1f} ms  " \
+                           f"{100 * p1[k] / sum(p1.values()):5.1f}%"
+                print(row)
             print(f"    collect() alone, env step+reset vs our code: {1e3 * cs['env_s']:.1f} ms env, "
                   f"{1e3 * cs['overhead_s']:.1f} ms ours ({100 * cs['overhead_s'] / cs['collect_s']:.0f}% of collect)")
             print(f"    settings: {t['settings']}; setup {t['setup_s']:.1f} s")
@@ -652,14 +703,24 @@ def main(argv: list[str] | None = None) -> int:
     if "scaling" in args.only:
         env_id = "Hopper-v5"
         print(f"## Grid scaling: {env_id}, concurrent training processes (spawn, torch threads 1)   ({load()})")
-        one = scaling(env_id, steps, 1)
-        two = scaling(env_id, steps, 2)
+        # One and two workers alternate for `rounds` rounds, like the rates above: the best of
+        # each is shown, and each round's own speed-up.
+        rounds_1, rounds_2 = [], []
+        for _ in range(rounds):
+            rounds_1.append(scaling(env_id, steps, 1))
+            rounds_2.append(scaling(env_id, steps, 2))
+        one, two = (max(x, key=lambda x: x["sps"]) for x in (rounds_1, rounds_2))
         eff = two["sps_cpu_per_worker"] / one["sps_cpu_per_worker"]
-        results["scaling"] = {"1": one, "2": two, "speedup": two["sps"] / one["sps"], "cpu_efficiency": eff}
-        print(f"  1 worker : {one['sps']:7,.0f} steps/s   ({one['sps_cpu_per_worker']:,.0f} per CPU-s)")
-        print(f"  2 workers: {two['sps']:7,.0f} steps/s aggregate = {two['sps'] / one['sps']:.2f}x wall-clock   "
+        each = [b["sps"] / a["sps"] for a, b in zip(rounds_1, rounds_2)]
+        results["scaling"] = {"1": one, "2": two, "speedup": two["sps"] / one["sps"], "cpu_efficiency": eff,
+                              "round_speedups": each}
+        print(f"  1 worker :   {one['sps']:7,.0f} steps/s   ({one['sps_cpu_per_worker']:,.0f} per CPU-s)")
+        print(f"  2 workers:   {two['sps']:7,.0f} steps/s aggregate = {two['sps'] / one['sps']:.2f}x wall-clock   "
               f"({two['sps_cpu_per_worker']:,.0f} per CPU-s per worker: {eff:.2f} of one alone, "
-              f"so {2 * eff:.2f}x on two free cores)   ({load()})\n")
+              f"so {2 * eff:.2f}x on two free cores)   ({load()})")
+        if rounds > 1:
+            print("  speed-up round by round (wall): " + "  ".join(f"{x:.2f}" for x in each))
+        print()
 
     if "rss" in args.only:
         env_id = args.envs[0]
