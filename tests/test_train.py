@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from trpo_bench.cli import main
-from trpo_bench.store import METRIC_COLUMNS, TIME_COLUMNS
+from trpo_bench.store import METRIC_COLUMNS, TIME_COLUMNS, RunStore
 
 from wandb_log import history, read_records
 
@@ -260,3 +260,14 @@ def test_export_copies_the_compact_store(tmp_path, capsys):
     assert sorted(p.name for p in copy.iterdir()) == ["config.json", "metrics.csv", "status.json"]
     assert (copy / "metrics.csv").read_bytes() == (run / "metrics.csv").read_bytes()
     assert main(["export", str(tmp_path / "results" / "nothing"), str(tmp_path / "x")]) == 2
+
+
+def test_stored_settings_keep_the_computation_the_run_started_with(tmp_path):
+    """A config.json written before vf_backend existed describes an autograd value fit; the
+    settings read back for resume, evaluation and the grid's check say so."""
+    old, new = RunStore(tmp_path / "old"), RunStore(tmp_path / "new")
+    old.write_config({"run_id": "r", "config": {"env_id": "CartPole-v1", "max_kl": 0.02}})
+    new.write_config({"run_id": "r", "config": {"env_id": "CartPole-v1", "vf_backend": "numpy"}})
+    assert old.read_settings() == {"env_id": "CartPole-v1", "max_kl": 0.02, "vf_backend": "torch"}
+    assert new.read_settings()["vf_backend"] == "numpy"
+    assert "vf_backend" not in old.read_config()["config"]  # the file itself is reported as written

@@ -65,7 +65,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 10) -> dict[str, Any]:
         raise ConfigError([f"{run_dir}: the run is {status.get('state', 'not started')}, not done; "
                            "only a finished run's final policy is evaluated"])
     saved = store.read_config()
-    cfg, problems = build_config(saved["config"])
+    cfg, problems = build_config(store.read_settings())
     if problems:
         raise ConfigError(problems, str(run_dir / "config.json"))
     checkpoint = store.load_checkpoint()

@@ -37,7 +37,7 @@ from typing import Any, Iterator, Mapping
 
 from trpo_bench import signals as stop_signals
 from trpo_bench.config import DEFAULTS, SETTINGS, ConfigError, RunConfig, check_env_id, coerce, read_yaml, \
-    stored_settings, suggest, validate
+    suggest, validate
 
 # ============================================================== the grid file
 
@@ -883,20 +883,22 @@ def format_table(header: list[str], rows: list[list[str]], right: set[int] = fro
 
 def _stored_config_problems(runs: list[GridRun], grid_dir: Path) -> list[str]:
     """Runs already in the store whose recorded config differs from the grid file's."""
+    from trpo_bench.store import RunStore
+
     problems = []
     for run in runs:
         path = grid_dir / run.run_id / "config.json"
         if not path.is_file():
             continue
         try:
-            saved = json.loads(path.read_text()).get("config", {})
+            saved = RunStore(path.parent).read_settings()
         except (OSError, ValueError):
             continue  # unreadable: the run has no valid start; it starts over
         want = json.loads(json.dumps(run.config.to_dict()))
         # A setting added to RunConfig after the run started resumes at its default (train.run
         # rebuilds the config from config.json), so a missing key stands for the default,
-        # unless the setting changed the computation when it was added (OLD_BEHAVIOUR).
-        stored = {**json.loads(json.dumps(DEFAULTS.to_dict())), **stored_settings(saved)}
+        # unless the setting changed the computation when it was added (read_settings).
+        stored = {**json.loads(json.dumps(DEFAULTS.to_dict())), **saved}
         diff = [f"{k}: stored {stored.get(k)!r}, grid {v!r}" for k, v in want.items() if stored.get(k) != v]
         if diff:
             problems.append(f"{path}: the stored run differs from the grid file ({'; '.join(diff[:4])}"

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from trpo_bench.algos.common import POLICY_METRICS
+from trpo_bench.config import stored_settings
 
 METRIC_COLUMNS = [
     "env_steps", "update", "time/wall",
@@ -97,7 +98,15 @@ class RunStore:
         write_json(self.path / CONFIG, config)
 
     def read_config(self) -> dict[str, Any]:
+        """config.json as written: settings, seed, versions, commit, grid and run id."""
         return read_json(self.path / CONFIG)
+
+    def read_settings(self) -> dict[str, Any]:
+        """The settings the run computes with: config.json's, where a setting added after
+        the run started and whose default changed the computation takes its old value
+        (``config.OLD_BEHAVIOUR``). Resuming, evaluating and the grid's check of stored
+        runs all read a run's settings here."""
+        return stored_settings(self.read_config().get("config", {}))
 
     def write_status(self, state: str, env_steps: int, total_steps: int, updates: int, error: str | None = None,
                      **extra: Any) -> None:

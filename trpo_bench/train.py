@@ -221,10 +221,11 @@ def run(cfg: RunConfig, options: RunOptions | None = None, resume_dir: str | Pat
         run_dir = Path(resume_dir)
         if not is_run_dir(run_dir):
             raise ConfigError([f"{run_dir} is not a run directory (no config.json and status.json)"])
-        saved = RunStore(run_dir).read_config()
-        from trpo_bench.config import build_config, stored_settings
+        store = RunStore(run_dir)
+        saved = store.read_config()
+        from trpo_bench.config import build_config
 
-        cfg2, problems = build_config(stored_settings(saved["config"]))
+        cfg2, problems = build_config(store.read_settings())
         if problems:
             raise ConfigError(problems, str(run_dir / "config.json"))
         cfg = cfg2
