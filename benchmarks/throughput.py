@@ -648,14 +648,16 @@ def main(argv: list[str] | None = None) -> int:
                  ("trpo-bench (defaults) / sb3-contrib, reference", "train", "sb3_reference")]
         shown = [(n, a, b) for n, a, b in pairs if r.get(a) and r.get(b)]
         if shown:
-            print(f"  {'ratios':48s} {'wall':>8s} {'/CPU-s':>8s}   round by round (wall)")
+            print(f"  {'ratios (best / best)':48s} {'wall':>8s} {'/CPU-s':>8s}   round by round (wall), median")
             ratios = r["ratios"] = {}
             for name, a, b in shown:
                 ref = (lambda x: x["gymnasium"]) if b == "raw" else (lambda x: x)
                 best = (r[a]["sps"] / ref(r[b])["sps"], r[a]["sps_cpu"] / ref(r[b])["sps_cpu"])
                 each = [x["sps"] / ref(y)["sps"] for x, y in zip(r[f"{a}_rounds"], r[f"{b}_rounds"])]
-                ratios[f"{a}/{b}"] = {"best": best[0], "best_cpu": best[1], "rounds": each}
-                print(f"  {name:48s} {best[0]:8.2f} {best[1]:8.2f}   " + "  ".join(f"{x:.2f}" for x in each))
+                ratios[f"{a}/{b}"] = {"best": best[0], "best_cpu": best[1], "rounds": each,
+                                      "median": float(np.median(each))}
+                print(f"  {name:48s} {best[0]:8.2f} {best[1]:8.2f}   " + "  ".join(f"{x:.2f}" for x in each)
+                      + (f"   {np.median(each):.2f}" if len(each) > 1 else ""))
         if r.get("train"):
             r["collect_split"] = in_child(collect_split, env_id, args.seed)
         if "train" in args.only:
@@ -713,13 +715,16 @@ def main(argv: list[str] | None = None) -> int:
         eff = two["sps_cpu_per_worker"] / one["sps_cpu_per_worker"]
         each = [b["sps"] / a["sps"] for a, b in zip(rounds_1, rounds_2)]
         results["scaling"] = {"1": one, "2": two, "speedup": two["sps"] / one["sps"], "cpu_efficiency": eff,
-                              "round_speedups": each}
+                              "round_speedups": each, "median_speedup": float(np.median(each))}
         print(f"  1 worker :   {one['sps']:7,.0f} steps/s   ({one['sps_cpu_per_worker']:,.0f} per CPU-s)")
         print(f"  2 workers:   {two['sps']:7,.0f} steps/s aggregate = {two['sps'] / one['sps']:.2f}x wall-clock   "
               f"({two['sps_cpu_per_worker']:,.0f} per CPU-s per worker: {eff:.2f} of one alone, "
               f"so {2 * eff:.2f}x on two free cores)   ({load()})")
         if rounds > 1:
-            print("  speed-up round by round (wall): " + "  ".join(f"{x:.2f}" for x in each))
+            # Rounds are minutes apart and the machine's speed drifts between them: each round's
+            # own pair, and their median, is the steadier figure.
+            print("  speed-up round by round (wall): " + "  ".join(f"{x:.2f}" for x in each)
+                  + f"   (median {np.median(each):.2f})")
         print()
 
     if "rss" in args.only:
