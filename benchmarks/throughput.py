@@ -506,9 +506,11 @@ def rss(env_id: str, steps: int, seed: int) -> dict[str, float]:
 
 # ---------------------------------------------------------------------- main
 def _continuous(env_id: str) -> bool:
+    from trpo_bench.envs import make_env
+
     import gymnasium as gym
 
-    env = gym.make(env_id)
+    env = make_env(env_id)
     try:
         return isinstance(env.action_space, gym.spaces.Box)
     finally:
