@@ -231,3 +231,23 @@ def test_algorithm_colours_are_fixed_and_distinct():
     assert len(set(plots.ALGO_COLORS.values())) == 3
     assert plots.algo_color("trpo") == plots.ALGO_COLORS["trpo"]
     assert plots.algo_color("ppo") == plots.algo_color("ppo")
+
+
+def test_trust_region_diagnostics_on_a_linear_axis(tmp_path):
+    """A backtracking-factor ablation spans less than 8x: its panels use a linear axis, where
+    the algorithms' series sit side by side, shifted by the same distance at every value."""
+    write_grid(tmp_path, "bt", {"algo": ["trpo", "npg"], "env_id": ["Hopper-v5"], "backtrack_coef": [0.5, 0.8]},
+               [0, 1], updates=20, rng=np.random.default_rng(0))
+    figs = {s.name: s.figure for s in plots.build_figures(load_store(tmp_path).select_grid("bt"), reps=REPS)}
+    kl, beta, fraction = figs["trust_region"].axes[:3]
+    for ax in (kl, beta, fraction):
+        assert ax.get_xscale() == "linear" and ax.get_xlabel() == "line-search shrink factor"
+        np.testing.assert_allclose(ax.get_xticks(), [0.5, 0.8])
+        series = {c.get_label(): c.lines[0].get_xdata() for c in ax.containers if isinstance(c, ErrorbarContainer)}
+        trpo, npg = np.asarray(series["TRPO"], float), np.asarray(series["NPG"], float)
+        # Each method left and right of the value it was run at, by one constant offset.
+        assert (trpo < [0.5, 0.8]).all() and (npg > [0.5, 0.8]).all()
+        np.testing.assert_allclose(trpo - [0.5, 0.8], (trpo - [0.5, 0.8])[0])
+        np.testing.assert_allclose(npg - [0.5, 0.8], -(trpo - [0.5, 0.8]))
+        lo, hi = ax.get_xlim()
+        assert lo < trpo.min() and npg.max() < hi
