@@ -32,9 +32,10 @@ def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, termin
     # NumPy's, so the same bits), which is cheaper than ufunc calls on one-element rows.
     delta = rewards + gamma * next_values * not_term - values
     coef = gamma * lam * not_done
-    d_cols = delta.reshape(T, -1).T.tolist()
-    c_cols = coef.reshape(T, -1).T.tolist()
-    adv = np.empty((len(d_cols), T))
+    n = int(np.prod(shape))
+    d_cols = delta.reshape(T, n).T.tolist()
+    c_cols = coef.reshape(T, n).T.tolist()
+    adv = np.empty((n, T))
     for i, (d, c) in enumerate(zip(d_cols, c_cols)):
         col, last = [0.0] * T, 0.0
         for t in range(T - 1, -1, -1):
