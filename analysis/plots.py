@@ -491,7 +491,7 @@ def _distribution_by(ax: Axes, rows: pd.DataFrame, column: str, by: str, rng: np
     values = sorted(rows[by].astype(float).unique())
     log = use_log_axis(by, values)
     for k, algo in enumerate(algos):
-        shift = 10 ** ((k - (len(algos) - 1) / 2) * 0.07)
+        shift = _algo_offset(k, len(algos))
         color = algo_color(algo)
         med, lo, hi, xs = [], [], [], []
         for d in values:
@@ -513,6 +513,11 @@ def _distribution_by(ax: Axes, rows: pd.DataFrame, column: str, by: str, rng: np
                         markersize=5, label=algo_label(algo))
     _setting_axis(ax, by, values, log)
     return values
+
+
+def _algo_offset(k: int, n: int) -> float:
+    """Multiplicative offset of the k-th of n algorithms' series, centred on 1."""
+    return 10 ** ((k - (n - 1) / 2) * 0.07)
 
 
 def _shifted(x: Any, factor: Any, log: bool, values: Sequence[float]) -> Any:
@@ -601,7 +606,7 @@ def plot_step_fraction(
     log = use_log_axis(by, values)
     algos = summary.sorted_values(per_run["algo"])
     for k, algo in enumerate(algos):
-        shift = 10 ** ((k - (len(algos) - 1) / 2) * 0.07)
+        shift = _algo_offset(k, len(algos))
         xs, est, lo, hi = [], [], [], []
         for value in values:
             v = per_run.loc[(per_run["algo"] == algo) & np.isclose(per_run[by].astype(float), value), "policy/step_fraction"]

@@ -87,15 +87,14 @@ def sorted_values(values: Sequence[Any] | pd.Series) -> list[Any]:
 # ---------------------------------------------------------------------------
 
 
+def is_numeric_axis(runs: pd.DataFrame, axis: str) -> bool:
+    return axis in runs.columns and bool(pd.to_numeric(runs[axis], errors="coerce").notna().all())
+
+
 def _axis_column(runs: pd.DataFrame, axis: str) -> pd.Series:
     """An axis's values, as numbers when every value is one, else as text (``fvp``,
     ``vf_backend``, ``activation``): a categorical axis separates methods as a numeric one does."""
-    col = pd.to_numeric(runs[axis], errors="coerce")
-    return col if col.notna().all() else runs[axis].astype("string")
-
-
-def is_numeric_axis(runs: pd.DataFrame, axis: str) -> bool:
-    return axis in runs.columns and bool(pd.to_numeric(runs[axis], errors="coerce").notna().all())
+    return pd.to_numeric(runs[axis]) if is_numeric_axis(runs, axis) else runs[axis].astype("string")
 
 
 def varying_axes(runs: pd.DataFrame, axes: Sequence[str]) -> list[str]:
