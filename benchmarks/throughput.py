@@ -60,9 +60,17 @@ REFERENCE = {
 
 
 # ----------------------------------------------------------------- helpers
+def _child_start() -> None:
+    # The libraries measured beside trpo-bench make their envs with gym.make: they get the
+    # same MuJoCo warning handling as trpo-bench's own envs.
+    from trpo_bench.envs import route_mujoco_warnings
+
+    route_mujoco_warnings()
+
+
 def in_child(fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args)`` in a fresh spawned interpreter: no imports, threads or memory carried over."""
-    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as ex:
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_child_start) as ex:
         return ex.submit(fn, *args).result()
 
 
@@ -105,9 +113,8 @@ def raw_env(env_id: str, steps: int, num_envs: int, seed: int) -> dict[str, Any]
     """Random actions: plain ``gym.make`` env (sample, step, reset on episode end) and our VecEnv."""
     import gymnasium as gym
 
-    from trpo_bench.envs import VecEnv, route_mujoco_warnings
+    from trpo_bench.envs import VecEnv
 
-    route_mujoco_warnings()
     env = gym.make(env_id)
     env.reset(seed=seed)
     env.action_space.seed(seed)
@@ -246,10 +253,8 @@ def sb3_trpo(env_id: str, steps: int, seed: int, num_envs: int | None = None,
     import torch
 
     from trpo_bench.config import RunConfig
-    from trpo_bench.envs import route_mujoco_warnings
 
     _one_thread()
-    route_mujoco_warnings()  # the same MuJoCo warning handling as trpo-bench's own envs
     cfg = RunConfig(env_id=env_id, seed=seed)
     n_envs = 1 if reference else num_envs or cfg.num_envs
     venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)
@@ -311,11 +316,9 @@ def tianshou_trpo(env_id: str, steps: int, seed: int) -> dict[str, Any] | None:
     import warnings
 
     from trpo_bench.config import RunConfig
-    from trpo_bench.envs import route_mujoco_warnings
 
     warnings.filterwarnings("ignore", module="tianshou")
     _one_thread()
-    route_mujoco_warnings()
     cfg = RunConfig(env_id=env_id, seed=seed)
     torch.manual_seed(seed)
     envs = DummyVectorEnv([lambda: gym.make(env_id) for _ in range(cfg.num_envs)])
@@ -586,26 +589,27 @@ def main(argv: list[str] | None = None) -> int:
                      # The quoted sb3 reference figure comes from other settings (one env, 1024
                      # steps per update, 15 CG steps, 10 critic updates): measured here too.
                      ("sb3_reference", sb3_trpo, (env_id, steps, args.seed, None, True))]
+        measured: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in plan}
+        missing: set[str] = set()  # a library that is not installed is asked once
         for _ in range(rounds):
             for key, fn, fn_args in plan:
-                if key in r and r[key] is None:  # library not installed
+                if key in missing:
                     continue
                 res = in_child(fn, *fn_args)
-                r[key] = None if res is None else True
-                if res is not None:
-                    r.setdefault(f"{key}_rounds", []).append(res)
-        for key, _, _ in plan:
-            runs = r.pop(f"{key}_rounds", None)
-            if runs is None:
+                if res is None:
+                    missing.add(key)
+                else:
+                    measured[key].append(res)
+        for key, runs in measured.items():
+            if not runs:
                 r[key] = None
-            elif key == "raw":
-                r["raw"] = {k: max((x[k] for x in runs), key=lambda x: x["sps"]) for k in runs[0]}
-                r["raw_rounds"] = runs
-            else:
-                r[key] = max(runs, key=lambda x: x["sps"])
-                r[f"{key}_rounds"] = runs
-        base = r.get("raw", {}).get("gymnasium") if r.get("raw") else None
-        step_only = r["raw"].get("gymnasium_step_only") if r.get("raw") else None
+                continue
+            r[f"{key}_rounds"] = runs
+            # raw holds three rates (gymnasium, step-only, VecEnv): the best of each
+            r[key] = ({k: max((x[k] for x in runs), key=lambda x: x["sps"]) for k in runs[0]} if key == "raw"
+                      else max(runs, key=lambda x: x["sps"]))
+        base = r["raw"]["gymnasium"] if r.get("raw") else None
+        step_only = r["raw"]["gymnasium_step_only"] if r.get("raw") else None
 
         def line(name: str, x: dict[str, Any] | None, key: str = "sps", cpu: bool = True) -> None:
             if x is None:
@@ -623,16 +627,13 @@ def main(argv: list[str] | None = None) -> int:
         if r.get("train"):
             line(f"trpo-bench TRPO, {num_envs} envs, whole run (with setup)", r["train"])
             line(f"trpo-bench TRPO, {num_envs} envs, training loop only", r["train"], "sps_loop", cpu=False)
-        for key, label in (("sb3", f"TRPO, matched, {num_envs} envs"), ("tianshou", f"TRPO, matched, {num_envs} envs")):
+        for key, label in (("sb3", f"sb3-contrib {{v}} TRPO, matched, {num_envs} envs"),
+                           ("tianshou", f"Tianshou {{v}} TRPO, matched, {num_envs} envs"),
+                           ("train_one_env", "trpo-bench TRPO, 1 env, whole run (with setup)"),
+                           ("sb3_one_env", "sb3-contrib {v} TRPO, matched, 1 env"),
+                           ("sb3_reference", "sb3-contrib {v} TRPO, 1 env x 1024, 15 CG")):
             if r.get(key):
-                lib = "sb3-contrib" if key == "sb3" else "Tianshou"
-                line(f"{lib} {r[key]['version']} {label}", r[key])
-        if r.get("train_one_env"):
-            line("trpo-bench TRPO, 1 env, whole run (with setup)", r["train_one_env"])
-        if r.get("sb3_one_env"):
-            line(f"sb3-contrib {r['sb3_one_env']['version']} TRPO, matched, 1 env", r["sb3_one_env"])
-        if r.get("sb3_reference"):
-            line(f"sb3-contrib {r['sb3_reference']['version']} TRPO, 1 env x 1024, 15 CG", r["sb3_reference"])
+                line(label.format(v=r[key].get("version")), r[key])
         if "baselines" in args.only and not _continuous(env_id):
             print("  (baselines are set up for Box action spaces only; skipped)")
         elif "baselines" in args.only and (r.get("sb3") is None or r.get("tianshou") is None):
