@@ -11,9 +11,10 @@ Measured in one process at a time (each measurement in a fresh spawned child), s
             thread), the same with one env, and where its time goes (collect / policy update /
             value fit, and collect's own overhead beside the env's step and reset)
   baselines sb3-contrib TRPO and Tianshou TRPO at matched settings (8 envs), sb3-contrib at
-            matched settings with one env (against trpo-bench with one env), and sb3-contrib at
-            the settings of the quoted reference figure (1 env x 1024 steps, 15 CG steps, 10
-            critic updates), when installed (``pip install -e ".[bench]"``); otherwise the
+            matched settings with one env (against trpo-bench with one env, and with its
+            default 8: the issue's stated settings matched, each library at its own default
+            env count), and sb3-contrib at the settings of the quoted reference figure (1 env
+            x 1024 steps, 15 CG steps, 10 critic updates), when installed (``pip install -e ".[bench]"``); otherwise the
             reference figures, labelled
   fvp       one Fisher-vector product (analytic and autograd) against one gradient evaluation,
             and, at small sizes, CG against forming the Fisher explicitly and solving
@@ -677,6 +678,10 @@ def main(argv: list[str] | None = None) -> int:
                  (f"trpo-bench / sb3-contrib, matched, {num_envs} envs", "train", "sb3"),
                  (f"trpo-bench / Tianshou, matched, {num_envs} envs", "train", "tianshou"),
                  ("trpo-bench / sb3-contrib, matched, 1 env", "train_one_env", "sb3_one_env"),
+                 # The stated settings (steps per update, CG iterations, critic epochs
+                 # and minibatches) matched, each library with its own default number of envs:
+                 # trpo-bench's 8, sb3-contrib's 1 (where the 1.7k figure comes from).
+                 (f"trpo-bench {num_envs} envs / sb3-contrib 1 env, matched", "train", "sb3_one_env"),
                  ("trpo-bench (defaults) / sb3-contrib, reference", "train", "sb3_reference")]
         shown = [(n, a, b) for n, a, b in pairs if r.get(a) and r.get(b)]
         if shown:
