@@ -14,8 +14,8 @@ Measured in one process at a time (each measurement in a fresh spawned child), s
             matched settings with one env (against trpo-bench with one env, and with its
             default 8: the issue's stated settings matched, each library at its own default
             env count), and sb3-contrib at the settings of the quoted reference figure (1 env
-            x 1024 steps, 15 CG steps, 10 critic updates), when installed (``pip install -e ".[bench]"``); otherwise the
-            reference figures, labelled
+            x 1024 steps, 15 CG steps, 10 critic updates), when installed
+            (``pip install -e ".[bench]"``); otherwise the reference figures, labelled
   fvp       one Fisher-vector product (analytic and autograd) against one gradient evaluation,
             and, at small sizes, CG against forming the Fisher explicitly and solving
   scaling   grid throughput: the same grid of 4 Hopper runs on a pool of 1 and of 2 worker
@@ -508,6 +508,8 @@ def scaling(env_id: str, steps: int, workers: int, runs: int) -> dict[str, float
     """The same grid of ``runs`` runs (seeds 0..runs-1) on a spawn pool of ``workers`` processes,
     fed from one queue as ``trpo-bench grid`` feeds its pool: the grid's wall time from the
     first run's start to the last run's end, and its throughput in env steps per second."""
+    if runs < workers:  # the pool starts a worker per queued run, and each waits for all
+        raise ValueError(f"scaling: {runs} runs cannot keep {workers} workers busy")
     ctx = get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_scaling_init,
                              initargs=(ctx.Barrier(workers),)) as pool:
