@@ -7,8 +7,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from trpo_bench.config import ConfigError, RunConfig, build_config, load_run_config, validate
-from trpo_bench.train import RunOptions, prepare, run
+from trpo_bench.config import ConfigError, RunConfig, build_config, load_run_config, prepare, validate
+from trpo_bench.train import RunOptions, run
 
 
 # --------------------------------------------------- a registered env with an unsupported space

@@ -170,6 +170,21 @@ def reference(tmp_path_factory):
     return path, out / "tiny"
 
 
+def test_launcher_checks_a_grid_without_importing_torch(tmp_path):
+    """Expanding and checking a grid (env spaces included) and the run store stay torch-free:
+    the launcher answers a bad grid, or a --dry-run, in a fraction of torch's import time."""
+    code = (
+        "import sys\n"
+        "from trpo_bench.grid import expand\n"
+        "from trpo_bench.store import RunStore, make_run_id\n"
+        "g = expand({'name': 't', 'axes': {'env_id': ['CartPole-v1', 'Pendulum-v1']}, 'seeds': 1})\n"
+        "assert len(g.runs) == 2, g.runs\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_grid_runs_every_run_and_writes_grid_json(reference):
     path, grid_dir = reference
     record = json.loads((grid_dir / "grid.json").read_text())

@@ -170,7 +170,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, env_id):
 
 def only_run_name(args: list[str]) -> str:
     from trpo_bench.cli import _resolve_config, build_parser
-    from trpo_bench.train import make_run_id
+    from trpo_bench.store import make_run_id
 
     ns = build_parser().parse_args(args)
     flags = {k: getattr(ns, k) for k in ("algo", "env_id", "seed", "total_steps") if getattr(ns, k) is not None}

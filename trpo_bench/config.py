@@ -427,3 +427,24 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | None 
 def settings_help() -> list[tuple[str, str, Any, str]]:
     """(section, name, default, help) for every setting, for ``--help``."""
     return [(f.metadata["section"], f.name, getattr(DEFAULTS, f.name), f.metadata["help"]) for f in fields(RunConfig)]
+
+
+def prepare(cfg: RunConfig) -> None:
+    """Check what only an environment can tell (action space), before any env step."""
+    problems = validate(cfg)
+    if problems:
+        raise ConfigError(problems)
+    from trpo_bench.envs import make_env
+
+    env = make_env(cfg.env_id)
+    try:
+        import gymnasium as gym
+
+        if not isinstance(env.action_space, (gym.spaces.Box, gym.spaces.Discrete)):
+            raise ConfigError([f"'env_id' {cfg.env_id!r} has a {type(env.action_space).__name__} action space; "
+                               "supported: Box (Gaussian policy) and Discrete (categorical policy)"])
+        if len(env.observation_space.shape or ()) == 0:
+            raise ConfigError([f"'env_id' {cfg.env_id!r} has a {type(env.observation_space).__name__} observation "
+                               "space; supported: Box observations"])
+    finally:
+        env.close()

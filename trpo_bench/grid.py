@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from trpo_bench import signals as stop_signals
-from trpo_bench.config import DEFAULTS, SETTINGS, ConfigError, RunConfig, check_env_id, coerce, read_yaml, \
-    suggest, validate
+from trpo_bench.config import DEFAULTS, SETTINGS, ConfigError, RunConfig, check_env_id, coerce, prepare, \
+    read_yaml, suggest, validate
 
 # ============================================================== the grid file
 
@@ -361,7 +361,7 @@ def expand(data: Any, source: str = "<grid>", default_name: str = "grid", check_
                 axis_values[k].append(v)
     id_keys = [k for k in grid_axes if len(axis_values[k]) > 1]
 
-    from trpo_bench.train import make_run_id
+    from trpo_bench.store import make_run_id
 
     runs: dict[str, GridRun] = {}
     for cfg, where in candidates:
@@ -380,9 +380,7 @@ def expand(data: Any, source: str = "<grid>", default_name: str = "grid", check_
 
 
 def _check_envs(candidates: list[tuple[RunConfig, dict[str, str]]], problems: _Problems) -> None:
-    """Each env id once: registered, and with spaces the policies support (train.prepare)."""
-    from trpo_bench.train import prepare
-
+    """Each env id once: registered, and with spaces the policies support (config.prepare)."""
     seen: dict[str, str] = {}
     for cfg, where in candidates:
         seen.setdefault(cfg.env_id, where.get("env_id", "base.env_id"))

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from trpo_bench.algos.common import POLICY_METRICS
-from trpo_bench.config import stored_settings
+from trpo_bench.policy_stats import POLICY_METRICS
+from trpo_bench.config import RunConfig, stored_settings
 
 METRIC_COLUMNS = [
     "env_steps", "update", "time/wall",
@@ -202,3 +202,24 @@ def export_runs(src: Path, dst: Path) -> list[Path]:
                 atomic_write_bytes(target, (run / name).read_bytes())
                 written.append(target)
     return written
+
+
+# Settings that change how a run is carried out but not its numbers; left out of run ids.
+NOT_IN_RUN_ID = {"algo", "env_id", "seed", "checkpoint_every", "eval_episodes", "torch_threads"}
+
+
+def make_run_id(cfg: RunConfig, keys: list[str] | None = None) -> str:
+    """``algo-env-[key=value ...]-s<seed>``; ``keys`` defaults to the settings that differ
+    from the defaults, so a relaunch of the same command finds its run again."""
+    if keys is None:
+        base = RunConfig()
+        keys = [k for k, v in cfg.to_dict().items() if k not in NOT_IN_RUN_ID and v != base.to_dict()[k]]
+    parts = [cfg.algo, cfg.env_id]
+    for k in keys:
+        if k in ("algo", "env_id", "seed"):
+            continue
+        v = getattr(cfg, k)
+        v = "x".join(map(str, v)) if isinstance(v, tuple) else v
+        parts.append(f"{k}={v}")
+    parts.append(f"s{cfg.seed}")
+    return safe_name("-".join(str(p) for p in parts))

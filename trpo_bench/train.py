@@ -25,18 +25,16 @@ import torch
 from trpo_bench import algos
 from trpo_bench import signals as stop_signals
 from trpo_bench.algos.common import PolicyBatch
-from trpo_bench.config import ConfigError, PGSettings, RunConfig, TrustRegionSettings, ValueSettings, validate
+from trpo_bench.config import ConfigError, PGSettings, RunConfig, TrustRegionSettings, ValueSettings, prepare
 from trpo_bench.envs import IdentityNormalizer, RewardScaler, RunningMeanStd, VecEnv, action_bounds
 from trpo_bench.evaluate import evaluate_policy
 from trpo_bench.logger import WandbLogger
 from trpo_bench.policies import NumpyActor, ValueNet, make_policy
 from trpo_bench.progress import Progress
 from trpo_bench.rollout import collect
-from trpo_bench.store import METRIC_COLUMNS, RunStore, is_run_dir, safe_name
+from trpo_bench.store import METRIC_COLUMNS, RunStore, is_run_dir, make_run_id, safe_name
 from trpo_bench import value as value_fit
 
-# Settings that change how a run is carried out but not its numbers; left out of run ids.
-NOT_IN_RUN_ID = {"algo", "env_id", "seed", "checkpoint_every", "eval_episodes", "torch_threads"}
 
 
 class Interrupted(Exception):
@@ -84,23 +82,6 @@ def seed_everything(seed: int) -> tuple[np.random.Generator, torch.Generator]:
     gen = torch.Generator()
     gen.manual_seed(int(torch_ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))
     return np.random.default_rng(action_ss), gen
-
-
-def make_run_id(cfg: RunConfig, keys: list[str] | None = None) -> str:
-    """``algo-env-[key=value ...]-s<seed>``; ``keys`` defaults to the settings that differ
-    from the defaults, so a relaunch of the same command finds its run again."""
-    if keys is None:
-        base = RunConfig()
-        keys = [k for k, v in cfg.to_dict().items() if k not in NOT_IN_RUN_ID and v != base.to_dict()[k]]
-    parts = [cfg.algo, cfg.env_id]
-    for k in keys:
-        if k in ("algo", "env_id", "seed"):
-            continue
-        v = getattr(cfg, k)
-        v = "x".join(map(str, v)) if isinstance(v, tuple) else v
-        parts.append(f"{k}={v}")
-    parts.append(f"s{cfg.seed}")
-    return safe_name("-".join(str(p) for p in parts))
 
 
 def set_threads(n: int) -> None:
@@ -188,27 +169,6 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int) -> float:
 
 
 # ------------------------------------------------------------------------- run
-def prepare(cfg: RunConfig) -> None:
-    """Check what only an environment can tell (action space), before any env step."""
-    problems = validate(cfg)
-    if problems:
-        raise ConfigError(problems)
-    from trpo_bench.envs import make_env
-
-    env = make_env(cfg.env_id)
-    try:
-        import gymnasium as gym
-
-        if not isinstance(env.action_space, (gym.spaces.Box, gym.spaces.Discrete)):
-            raise ConfigError([f"'env_id' {cfg.env_id!r} has a {type(env.action_space).__name__} action space; "
-                               "supported: Box (Gaussian policy) and Discrete (categorical policy)"])
-        if len(env.observation_space.shape or ()) == 0:
-            raise ConfigError([f"'env_id' {cfg.env_id!r} has a {type(env.observation_space).__name__} observation "
-                               "space; supported: Box observations"])
-    finally:
-        env.close()
-
-
 def run_dir_for(cfg: RunConfig, options: RunOptions) -> Path:
     grid = options.grid or options.group or "train"
     return Path(options.out) / safe_name(grid) / (options.run_id or make_run_id(cfg))
