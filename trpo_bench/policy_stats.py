@@ -1,8 +1,8 @@
 """What a policy update reports (:class:`PolicyStats`), and the metric columns it fills.
 
-Kept apart from the updates themselves so that the run store, and every command that only
-reads runs (``grid``'s launcher, ``status``, ``report``), can name the columns without
-importing torch.
+Kept apart from the updates themselves so that the run store, and the commands that only
+check or read runs (``grid``'s launcher, ``export``), can name the columns without importing
+torch.
 """
 
 from __future__ import annotations

@@ -36,7 +36,6 @@ from trpo_bench.store import METRIC_COLUMNS, RunStore, is_run_dir, make_run_id, 
 from trpo_bench import value as value_fit
 
 
-
 class Interrupted(Exception):
     """SIGINT / SIGTERM arrived; the run stopped at a safe point with a checkpoint."""
 

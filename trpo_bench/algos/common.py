@@ -22,8 +22,6 @@ class PolicyBatch:
     advantages: torch.Tensor
 
 
-
-
 def surrogate(policy: Policy, batch: PolicyBatch, logp_old: torch.Tensor,
               dist: DistParams | None = None) -> torch.Tensor:
     """Importance-sampled surrogate L(θ) = mean[π_θ(a|s) / π_old(a|s) · A] (Schulman et al. 2015, Eq. 14).
