@@ -135,12 +135,16 @@ def raw_env(env_id: str, steps: int, num_envs: int, seed: int) -> dict[str, Any]
     box = isinstance(space, gym.spaces.Box)
     actions = (rng.uniform(space.low, space.high, (steps, *space.shape)).astype(space.dtype) if box
                else rng.integers(space.n, size=steps))
-    env.reset(seed=seed)
-    with _Clock() as c:
+
+    def step_through() -> None:
         for a in actions:
             _, _, term, trunc, _ = env.step(a)
             if term or trunc:
                 env.reset()
+
+    env.reset(seed=seed)
+    with _Clock() as c:
+        step_through()
     out["gymnasium_step_only"] = _rates(steps, c)
     sim = getattr(env.unwrapped, "_step_mujoco_simulation", None)
     if sim is not None:
@@ -157,10 +161,7 @@ def raw_env(env_id: str, steps: int, num_envs: int, seed: int) -> dict[str, Any]
 
         env.unwrapped._step_mujoco_simulation = timed_sim
         env.reset(seed=seed)
-        for a in actions:
-            _, _, term, trunc, _ = env.step(a)
-            if term or trunc:
-                env.reset()
+        step_through()
         out["physics"] = {"steps": steps, "wall_s": spent[0], "cpu_s": spent[1],
                           "sps": steps / spent[0], "sps_cpu": steps / max(spent[1], 1e-9)}
     env.close()
@@ -178,22 +179,29 @@ def raw_env(env_id: str, steps: int, num_envs: int, seed: int) -> dict[str, Any]
 
 
 # --------------------------------------------------------- trpo-bench training
+def _quiet(out: str):
+    """Options of every measured run: a temporary store, no W&B, no progress line, no signal handlers."""
+    from trpo_bench.train import RunOptions
+
+    return RunOptions(out=Path(out), wandb="disabled", progress=False, handle_signals=False)
+
+
 def _warm_imports() -> None:
     """A tiny run first, so the measured run does not pay one-time imports (torch._dynamo via
     torch.optim, wandb, gymnasium's MuJoCo modules)."""
     from trpo_bench.config import RunConfig
-    from trpo_bench.train import RunOptions, run
+    from trpo_bench.train import run
 
     with tempfile.TemporaryDirectory() as tmp:
         run(RunConfig(env_id="CartPole-v1", total_steps=256, steps_per_update=256, num_envs=4, vf_minibatches=2),
-            RunOptions(out=Path(tmp), wandb="disabled", progress=False, handle_signals=False))
+            _quiet(tmp))
 
 
 def train(env_id: str, steps: int, seed: int, warm: bool = True, num_envs: int | None = None) -> dict[str, Any]:
     """One default-settings TRPO run of ``steps`` env steps (``num_envs`` envs if given); rates,
     phases from metrics.csv."""
     from trpo_bench.config import RunConfig
-    from trpo_bench.train import RunOptions, run
+    from trpo_bench.train import run
 
     if warm:
         _warm_imports()
@@ -203,7 +211,7 @@ def train(env_id: str, steps: int, seed: int, warm: bool = True, num_envs: int |
     cfg = RunConfig(env_id=env_id, total_steps=steps, seed=seed, **({"num_envs": num_envs} if num_envs else {}))
     with tempfile.TemporaryDirectory() as tmp:
         with _Clock() as c:
-            res = run(cfg, RunOptions(out=Path(tmp), wandb="disabled", progress=False, handle_signals=False))
+            res = run(cfg, _quiet(tmp))
         with open(res.run_dir / "metrics.csv") as f:
             rows = list(csv.DictReader(f))
     phases = {k: sum(float(r[f"time/{k}"]) for r in rows) for k in ("collect", "policy_update", "value_fit")}
@@ -495,12 +503,12 @@ def _scaling_init(barrier) -> None:
 
 def _scaling_run(env_id: str, steps: int, seed: int) -> tuple[float, float, int, float]:
     from trpo_bench.config import RunConfig
-    from trpo_bench.train import RunOptions, run
+    from trpo_bench.train import run
 
     cfg = RunConfig(env_id=env_id, total_steps=steps, seed=seed, torch_threads=1)
     with tempfile.TemporaryDirectory() as tmp:
         t0, c0 = time.monotonic(), time.process_time()
-        res = run(cfg, RunOptions(out=Path(tmp), wandb="disabled", progress=False, handle_signals=False))
+        res = run(cfg, _quiet(tmp))
         return t0, time.monotonic(), res.env_steps, time.process_time() - c0
 
 

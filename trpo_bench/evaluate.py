@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from trpo_bench.config import ConfigError, build_config
 from trpo_bench.envs import VecEnv, action_bounds

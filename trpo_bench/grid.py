@@ -38,6 +38,7 @@ from typing import Any, Iterator, Mapping
 from trpo_bench import signals as stop_signals
 from trpo_bench.config import DEFAULTS, SETTINGS, ConfigError, RunConfig, check_env_id, coerce, prepare, \
     read_yaml, suggest, validate
+from trpo_bench.store import CHECKPOINT, STATUS, RunStore, make_run_id, safe_name, write_json
 
 # ============================================================== the grid file
 
@@ -219,8 +220,6 @@ def load_grid(path: str | Path, check_envs: bool = True) -> Grid:
 
 def expand(data: Any, source: str = "<grid>", default_name: str = "grid", check_envs: bool = True) -> Grid:
     """Expand a parsed grid file into its runs (see docs/grids.md); raise ConfigError."""
-    from trpo_bench.store import safe_name
-
     problems = _Problems(source)
     warnings: list[str] = []
     if data is None:
@@ -361,8 +360,6 @@ def expand(data: Any, source: str = "<grid>", default_name: str = "grid", check_
                 axis_values[k].append(v)
     id_keys = [k for k in grid_axes if len(axis_values[k]) > 1]
 
-    from trpo_bench.store import make_run_id
-
     runs: dict[str, GridRun] = {}
     for cfg, where in candidates:
         rid = make_run_id(cfg, keys=id_keys)
@@ -415,8 +412,6 @@ NEW, DONE, RESUMABLE, RESTART, LOCKED = "new", "done", "resumable", "restart", "
 
 def run_state(run_dir: Path) -> str:
     """new (no run yet) | done | resumable (has a checkpoint) | restart (started, no checkpoint)."""
-    from trpo_bench.store import CHECKPOINT, STATUS
-
     run_dir = Path(run_dir)
     status = run_dir / STATUS
     if status.is_file():
@@ -845,8 +840,6 @@ class GridProgress:
 
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """state, env_steps, final training return and wall time of a run, from its directory."""
-    from trpo_bench.store import RunStore
-
     store = RunStore(run_dir)
     try:
         status = store.read_status() or {}
@@ -881,8 +874,6 @@ def format_table(header: list[str], rows: list[list[str]], right: set[int] = fro
 
 def _stored_config_problems(runs: list[GridRun], grid_dir: Path) -> list[str]:
     """Runs already in the store whose recorded config differs from the grid file's."""
-    from trpo_bench.store import RunStore
-
     problems = []
     for run in runs:
         path = grid_dir / run.run_id / "config.json"
@@ -979,11 +970,8 @@ class _Launch:
 
     # ---------------------------------------------------------------- entry
     def run(self) -> int:
-        from trpo_bench.store import write_json
-
-        args, grid = self.args, self.grid
         self.grid_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.grid_dir / GRID_RECORD, grid.record())
+        write_json(self.grid_dir / GRID_RECORD, self.grid.record())
         grid_lock = FileLock(self.grid_dir / GRID_LOCK)
         if not grid_lock.acquire(note=_resume_command()):
             print(f"note: another launch of this grid is running ({grid_lock.holder()}); runs it is "
@@ -1008,7 +996,7 @@ class _Launch:
                 p.unlink(missing_ok=True)
 
     def _run(self, stop_path: Path) -> int:
-        args, grid = self.args, self.grid
+        args = self.args
         order = self._execution_order()
         todo = [r for r in order if self.states[r.run_id] in (NEW, RESUMABLE, RESTART)]
         locked = [r for r in self.runs if self.states[r.run_id] == LOCKED]

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from trpo_bench.policy_stats import POLICY_METRICS
 from trpo_bench.config import RunConfig, stored_settings
+from trpo_bench.policy_stats import POLICY_METRICS
 
 METRIC_COLUMNS = [
     "env_steps", "update", "time/wall",
