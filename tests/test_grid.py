@@ -22,7 +22,8 @@ from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 from trpo_bench import cli
 from trpo_bench.config import ConfigError
-from trpo_bench.grid import FileLock, expand, select
+from trpo_bench.grid import expand, select
+from trpo_bench.locks import FileLock
 from trpo_bench.store import TIME_COLUMNS
 
 TINY = {
