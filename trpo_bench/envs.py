@@ -137,6 +137,8 @@ class StepResult:
     final_obs: dict[int, np.ndarray]
     episode_returns: list[float]
     episode_lengths: list[int]
+    # gymnasium's step infos as (N,) arrays, from the batched MuJoCo path only (VecEnv drops them)
+    infos: dict[str, np.ndarray] | None = None
 
 
 class VecEnv:
@@ -215,6 +217,20 @@ class VecEnv:
     def close(self) -> None:
         for e in self.envs:
             e.close()
+
+
+def make_vec_env(env_id: str, num_envs: int, seed: int, backend: str = "auto") -> "VecEnv":
+    """The envs a run steps: with ``backend`` "auto", the batched MuJoCo path
+    (:class:`~trpo_bench.mujoco_batch.MujocoBatchEnv`, the same bits) for the tasks it restates
+    at their default arguments; gymnasium's envs in a :class:`VecEnv` otherwise."""
+    if backend == "auto":
+        try:
+            from trpo_bench import mujoco_batch
+        except ImportError:  # no MuJoCo installed
+            return VecEnv(env_id, num_envs, seed)
+        if mujoco_batch.supports(env_id):
+            return mujoco_batch.MujocoBatchEnv(env_id, num_envs, seed)
+    return VecEnv(env_id, num_envs, seed)
 
 
 class RunningMeanStd:
