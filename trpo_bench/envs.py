@@ -219,10 +219,16 @@ class VecEnv:
             e.close()
 
 
-def make_vec_env(env_id: str, num_envs: int, seed: int, backend: str = "auto") -> "VecEnv":
+def make_vec_env(env_id: str, num_envs: int, seed: int, backend: str = "auto",
+                 captured: dict[str, Any] | None = None) -> "VecEnv":
     """The envs a run steps: with ``backend`` "auto", the batched MuJoCo path
     (:class:`~trpo_bench.mujoco_batch.MujocoBatchEnv`, the same bits) for the tasks it restates
-    at their default arguments; gymnasium's envs in a :class:`VecEnv` otherwise."""
+    at their default arguments; gymnasium's envs in a :class:`VecEnv` otherwise.
+
+    ``captured``, the env state a resume will restore, decides instead: the backend that
+    captured it (the two capture different things)."""
+    if captured is not None:
+        backend = "auto" if captured.get("backend") == "mujoco_batch" else "gymnasium"
     if backend == "auto":
         try:
             from trpo_bench import mujoco_batch

@@ -26,7 +26,7 @@ from trpo_bench import algos
 from trpo_bench import signals as stop_signals
 from trpo_bench.algos.common import PolicyBatch
 from trpo_bench.config import ConfigError, PGSettings, RunConfig, TrustRegionSettings, ValueSettings, prepare
-from trpo_bench.envs import IdentityNormalizer, RewardScaler, RunningMeanStd, VecEnv, action_bounds
+from trpo_bench.envs import IdentityNormalizer, RewardScaler, RunningMeanStd, VecEnv, action_bounds, make_vec_env
 from trpo_bench.evaluate import evaluate_policy
 from trpo_bench.logger import WandbLogger
 from trpo_bench.policies import NumpyActor, ValueNet, make_policy
@@ -218,13 +218,15 @@ class _Training:
         cfg = self.cfg
         set_threads(cfg.torch_threads)
         rng, gen = seed_everything(cfg.seed)
-        venv = VecEnv(cfg.env_id, cfg.num_envs, cfg.seed)
+        checkpoint = self.store.load_checkpoint() if self.resuming else None
+        # A resumed run steps its envs on the backend that captured their state.
+        venv = make_vec_env(cfg.env_id, cfg.num_envs, cfg.seed, cfg.env_backend,
+                            captured=None if checkpoint is None else checkpoint["venv"])
         venv.reset()
         agent = Agent(cfg, venv)
         env_steps, update, episodes, wall0 = 0, 0, 0, 0.0
         last_return = float("nan")
 
-        checkpoint = self.store.load_checkpoint() if self.resuming else None
         if checkpoint is not None:
             agent.load_state_dict(checkpoint["agent"])
             venv.set_state(checkpoint["venv"])
