@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from trpo_bench import checkpoint
 from trpo_bench.config import RunConfig
 from trpo_bench.envs import VecEnv, make_vec_env
 from trpo_bench.mujoco_batch import MujocoBatchEnv, supports
@@ -115,11 +116,10 @@ def test_state_is_plain_and_restores_exactly(env_id):
         a_env.step(policy_like_actions(rng, low, high, n, t))
     state = a_env.get_state()
     assert plain(state)
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    buf.seek(0)
+    # As a checkpoint stores and loads it: torch.load(weights_only=True) unpickles no objects.
+    raw = torch.load(io.BytesIO(checkpoint.to_bytes({"venv": state})), weights_only=True)
     b_env = MujocoBatchEnv(env_id, n, seed=99)  # another seed: everything must come from the state
-    b_env.set_state(torch.load(buf, weights_only=True))
+    b_env.set_state(checkpoint.decode(raw)["venv"])
     assert a_env.obs.tobytes() == b_env.obs.tobytes()
     ends = 0
     for t in range(300, 700):

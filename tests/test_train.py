@@ -138,10 +138,12 @@ def _wait_for_rows(metrics: Path, n: int, proc: subprocess.Popen, timeout: float
     raise AssertionError("timed out waiting for metrics rows")
 
 
+# Hopper-v5 on gymnasium's own env (MuJoCo state capture); the batched MuJoCo path's resume is
+# tested in test_mujoco_batch.py.
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Hopper-v5"])
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, env_id):
     args = ["train", "--env", env_id, "--steps", "4096", "--wandb", "disabled", "--quiet", *QUICK,
-            "--set", "checkpoint_every=3"]
+            "--set", "checkpoint_every=3", "--set", "env_backend=gymnasium"]
     full_out, cut_out = tmp_path / "full", tmp_path / "cut"
     assert cli(*args, "--out", str(full_out)).returncode == 0
 

@@ -343,7 +343,13 @@ def validate(cfg: RunConfig, check_env: bool = True) -> list[str]:
     need(cfg.eval_episodes >= 1, f"'eval_episodes' must be >= 1; got {cfg.eval_episodes}")
     need(cfg.checkpoint_every >= 1, f"'checkpoint_every' must be >= 1; got {cfg.checkpoint_every}")
     need(cfg.torch_threads >= 1, f"'torch_threads' must be >= 1; got {cfg.torch_threads}")
-    need(cfg.seed >= 0, f"'seed' must be >= 0; got {cfg.seed}")
+    need(0 <= cfg.seed < 2**32, f"'seed' must be in [0, 2^32) (NumPy and gymnasium seeds are 32-bit); got {cfg.seed}")
+    # NaN passes every comparison above as False or slips through `>=` checks written as
+    # `not <`, and infinities are in range for most of them: no float setting may be either.
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value) and not any(m.startswith(f"'{f.name}'") for m in p):
+            p.append(f"'{f.name}' must be a finite number; got {value}")
     if check_env:
         problem = check_env_id(cfg.env_id)
         if problem:
@@ -398,8 +404,10 @@ def parse_overrides(pairs: list[str]) -> tuple[dict[str, Any], list[str]]:
         key = key.strip()
         try:
             values[key] = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError:
-            values[key] = raw
+        except yaml.YAMLError as err:
+            reason = getattr(err, "problem", None) or str(err).splitlines()[0]
+            problems.append(f"--set {key}: malformed value {raw!r} ({reason}); quote or complete it, "
+                            "e.g. --set 'hidden_sizes=[64, 64]'")
     return values, problems
 
 
@@ -441,9 +449,15 @@ def prepare(cfg: RunConfig) -> None:
     problems = validate(cfg)
     if problems:
         raise ConfigError(problems)
+    from gymnasium.error import DependencyNotInstalled
+
     from trpo_bench.envs import make_env
 
-    env = make_env(cfg.env_id)
+    try:
+        env = make_env(cfg.env_id)
+    except (DependencyNotInstalled, ImportError) as err:
+        raise ConfigError([f"'env_id' {cfg.env_id!r} needs a package that is not installed: "
+                           f"{str(err).strip().splitlines()[0]}"]) from None
     try:
         import gymnasium as gym
 

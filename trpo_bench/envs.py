@@ -9,9 +9,7 @@ captured and restored, so a resumed run continues bit for bit.
 
 from __future__ import annotations
 
-import copy
 import importlib
-import pickle
 import sys
 import warnings
 from dataclasses import dataclass
@@ -79,8 +77,44 @@ def _is_mujoco(env: gym.Env) -> bool:
     return hasattr(u, "model") and hasattr(u, "data") and type(u.model).__module__.startswith("mujoco")
 
 
+# MjData fields kept beside MuJoCo's integration state. mj_step leaves the forward pass's
+# outputs of the state *before* its integration in these arrays, and tasks read some of them
+# before the next mj_step recomputes them (Ant's and Reacher's rewards read ``xpos`` before
+# simulating), so restoring qpos / qvel alone would not continue bit for bit. The rest of
+# MjData (constraint and contact arenas, solver scratch) is rebuilt by the next mj_step.
+MJDATA_FIELDS = (
+    "xpos", "xquat", "xmat", "xipos", "ximat", "xanchor", "xaxis", "geom_xpos", "geom_xmat", "site_xpos",
+    "site_xmat", "cam_xpos", "cam_xmat", "light_xpos", "light_xdir", "subtree_com", "subtree_linvel",
+    "subtree_angmom", "cinert", "cdof", "cdof_dot", "cvel", "cacc", "cfrc_int", "cfrc_ext", "ten_length",
+    "ten_velocity", "actuator_length", "actuator_velocity", "actuator_force", "qfrc_actuator", "qfrc_passive",
+    "qfrc_bias", "qfrc_constraint", "qfrc_smooth", "qfrc_inverse", "qacc", "qacc_smooth", "sensordata", "energy",
+)
+
+
+def mjdata_state(model, data) -> dict[str, np.ndarray]:
+    """MuJoCo's full integration state (``mj_getState``: time, qpos, qvel, act, warm start,
+    controls, applied forces, mocap, user data, plugin state) and the derived fields tasks
+    read, as named float64 arrays."""
+    import mujoco
+
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    integration = np.empty(mujoco.mj_stateSize(model, spec))
+    mujoco.mj_getState(model, data, integration, spec)
+    return {"integration": integration, **{name: getattr(data, name).copy() for name in MJDATA_FIELDS}}
+
+
+def set_mjdata_state(model, data, state: dict[str, np.ndarray]) -> None:
+    import mujoco
+
+    mujoco.mj_setState(model, data, np.asarray(state["integration"], dtype=np.float64),
+                       mujoco.mjtState.mjSTATE_INTEGRATION)
+    for name in MJDATA_FIELDS:
+        getattr(data, name)[...] = state[name]
+
+
 def get_env_state(env: gym.Env) -> dict[str, Any]:
-    """Everything that decides the env's future: simulator state, step counter, RNGs."""
+    """Everything that decides the env's future: simulator state, step counter, RNGs.
+    Plain values and NumPy arrays only, so a checkpoint loads without unpickling objects."""
     u = env.unwrapped
     tl = _time_limit(env)
     state: dict[str, Any] = {
@@ -88,17 +122,25 @@ def get_env_state(env: gym.Env) -> dict[str, Any]:
         "np_random": u.np_random.bit_generator.state,
         "action_space_rng": env.action_space.np_random.bit_generator.state,
     }
-    # Pure-Python simulators (classic control, toy text): their attributes are the state.
-    state["python"] = {k: copy.deepcopy(v) for k, v in vars(u).items() if _plain(v)}
+    # Pure-Python simulators (classic control, toy text): their plain attributes are the state.
+    state["python"] = {k: _plain_copy(v) for k, v in vars(u).items() if _plain(v)}
     if _is_mujoco(env):
-        # The whole MjData, not only mj_getState's integration state: rewards read derived
-        # quantities (Ant's torso xpos, contact forces) that mj_setState leaves stale.
-        state["mjdata"] = pickle.dumps(u.data)
+        state["mujoco"] = mjdata_state(u.model, u.data)
     return state
 
 
 def _plain(v: Any) -> bool:
-    return isinstance(v, (int, float, bool, np.ndarray, np.generic, tuple)) or v is None
+    if isinstance(v, tuple):
+        return all(_plain(x) for x in v)
+    return v is None or isinstance(v, (bool, int, float, str, np.ndarray, np.generic))
+
+
+def _plain_copy(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return v.copy()
+    if isinstance(v, tuple):
+        return tuple(_plain_copy(x) for x in v)
+    return v
 
 
 def set_env_state(env: gym.Env, state: dict[str, Any]) -> None:
@@ -109,11 +151,10 @@ def set_env_state(env: gym.Env, state: dict[str, Any]) -> None:
     u.np_random.bit_generator.state = state["np_random"]
     env.action_space.np_random.bit_generator.state = state["action_space_rng"]
     for k, v in state.get("python", {}).items():
-        setattr(u, k, copy.deepcopy(v))
-    if "mjdata" in state:
-        import mujoco
-
-        mujoco.mj_copyData(u.data, u.model, pickle.loads(state["mjdata"]))
+        if k in vars(u) and _plain(vars(u)[k]):  # only attributes the env has, of plain types
+            setattr(u, k, _plain_copy(v))
+    if "mujoco" in state:
+        set_mjdata_state(u.model, u.data, state["mujoco"])
     # gymnasium's OrderEnforcing wrapper refuses step() before reset(); the env was reset.
     e = env
     while isinstance(e, gym.Wrapper):

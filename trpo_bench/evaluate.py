@@ -23,7 +23,7 @@ import numpy as np
 
 from trpo_bench.config import ConfigError, build_config
 from trpo_bench.envs import VecEnv, action_bounds
-from trpo_bench.store import EVAL, RunStore, is_run_dir, iter_run_dirs, read_json, write_json
+from trpo_bench.store import EVAL, RunStore, read_json, write_json
 
 EVAL_SEED_OFFSET = 2_000_003  # away from the training seed and from periodic evaluations' seeds
 
@@ -53,7 +53,7 @@ def evaluate_policy(agent, env_id: str, episodes: int, seed: int) -> tuple[list[
         venv.close()
 
 
-def evaluate_run(run_dir: str | Path, episodes: int = 10) -> dict[str, Any]:
+def evaluate_run(run_dir: str | Path, episodes: int = 10, trust_checkpoint: bool = False) -> dict[str, Any]:
     """Evaluate a finished run's final checkpoint and write ``eval.json`` beside it."""
     from trpo_bench.train import Agent, set_threads
 
@@ -67,7 +67,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 10) -> dict[str, Any]:
     cfg, problems = build_config(store.read_settings())
     if problems:
         raise ConfigError(problems, str(run_dir / "config.json"))
-    checkpoint = store.load_checkpoint()
+    checkpoint = store.load_checkpoint(trust=trust_checkpoint)
     if checkpoint is None:
         raise ConfigError([f"{run_dir}: no checkpoint.pt (an exported copy holds none); "
                            "evaluate the original run store"])
@@ -98,15 +98,3 @@ def is_current(run_dir: Path, episodes: int) -> bool:
         return False
     record, status = read_json(path), RunStore(run_dir).read_status() or {}
     return record.get("episodes") == episodes and record.get("update") == status.get("updates")
-
-
-def find_runs(paths: list[Path]) -> list[Path]:
-    """Run directories under ``paths`` (each a run, a grid or a store root), in order, once each."""
-    found: dict[Path, None] = {}
-    missing = [str(p) for p in paths if not Path(p).is_dir()]
-    if missing:
-        raise ConfigError([f"no such directory: {p}" for p in missing])
-    for p in paths:
-        for run in ([Path(p)] if is_run_dir(p) else iter_run_dirs(Path(p))):
-            found.setdefault(run, None)
-    return list(found)

@@ -530,7 +530,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
                     shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         run_dir.mkdir(parents=True, exist_ok=True)
         with _output_to(run_dir / LOG_FILE, append=True):
-            outcome, error = _train(task, run_dir, resume=state == RESUMABLE, stop=stop)
+            outcome, error = _train(task, run_dir, resume=state == RESUMABLE, stop=stop, lock=lock)
         result.update(outcome=outcome, error=error)
     finally:
         lock.release()
@@ -539,9 +539,10 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _train(task: dict[str, Any], run_dir: Path, resume: bool, stop: StopRequest) -> tuple[str, str | None]:
+def _train(task: dict[str, Any], run_dir: Path, resume: bool, stop: StopRequest,
+           lock: FileLock) -> tuple[str, str | None]:
     from trpo_bench.config import build_config
-    from trpo_bench.train import Interrupted, RunOptions, run
+    from trpo_bench.train import Interrupted, RunFailed, RunOptions, run
 
     print(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} {'resuming' if resume else 'starting'} {task['run_id']} "
           f"(grid {task['grid']}, pid {os.getpid()} on {socket.gethostname()})", flush=True)
@@ -550,13 +551,16 @@ def _train(task: dict[str, Any], run_dir: Path, resume: bool, stop: StopRequest)
         return "failed", "; ".join(problems)
     options = RunOptions(out=Path(task["out"]), grid=task["grid"], run_id=task["run_id"], axes=task["axes"],
                          wandb=task["wandb"], group=task["grid"], progress=True, progress_interval=10.0,
-                         handle_signals=False, stop=stop)
+                         handle_signals=False, stop=stop, lock=lock)
     _WORKER.training = True
     try:
         run(cfg, options, resume_dir=run_dir if resume else None)
         return "done", None
     except (Interrupted, KeyboardInterrupt):
         return "interrupted", None
+    except (RunFailed, ConfigError) as err:
+        print(err, flush=True)
+        return "failed", err.reason if isinstance(err, RunFailed) else str(err)
     except Exception as err:
         traceback.print_exc()
         return "failed", "".join(traceback.format_exception_only(type(err), err)).strip()

@@ -33,7 +33,7 @@ class WandbLogger:
 
     def __init__(self, run_dir: Path, run_id: str, config: dict[str, Any], mode: str | None = None,
                  project: str = "trpo-bench", group: str | None = None, tags: list[str] | None = None,
-                 resume: bool = False):
+                 resume: bool = False, run_key: str | None = None):
         self.mode = resolve_mode(mode)
         self.run = None
         if self.mode == "disabled":
@@ -44,7 +44,7 @@ class WandbLogger:
             (Path(run_dir) / "wandb").mkdir(parents=True, exist_ok=True)
             self.run = wandb.init(
                 project=project, group=group, name=run_id, tags=list(tags or []), config=config,
-                dir=str(run_dir), mode=self.mode, id=_wandb_id(run_id, config),
+                dir=str(run_dir), mode=self.mode, id=run_key or wandb_id(Path(run_dir), run_id, config.get("grid")),
                 resume="allow" if resume else None, reinit="create_new",
                 settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
             )
@@ -69,9 +69,51 @@ class WandbLogger:
                 self.run = None
 
 
-def _wandb_id(run_id: str, config: dict[str, Any]) -> str:
-    """A stable W&B id, so a resumed run continues the same W&B run."""
+def wandb_id(run_dir: Path, run_id: str, grid: str | None) -> str:
+    """The W&B id of a run, the same on every resume, so W&B sees one run.
+
+    A run records it in config.json (``wandb_id``). For a run stored before that, the id of
+    the W&B record already in its directory is reused, else one is hashed from grid and run id.
+    """
     import hashlib
 
-    key = f"{config.get('grid')}/{run_id}"
-    return hashlib.sha1(key.encode()).hexdigest()[:16]
+    found = sorted(p.name for p in (Path(run_dir) / "wandb").glob("*run-*-*") if p.is_dir())
+    if found:  # named <offline-|>run-<date>_<time>-<id>: the first record's id
+        return found[0].rsplit("-", 1)[-1]
+    return hashlib.sha1(f"{grid}/{run_id}".encode()).hexdigest()[:16]
+
+
+def preflight(requested: str | None) -> tuple[str, str | None]:
+    """The W&B mode to use, decided once before any run starts, and a line to show when it
+    differs from what was asked. ``online`` without an API key, or without a reachable W&B
+    server, falls back to ``offline`` (``wandb sync`` uploads later) instead of each run
+    waiting for W&B's own time-out."""
+    mode = resolve_mode(requested)
+    if mode != "online":
+        return mode, None
+    base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    from urllib.parse import urlparse
+
+    url = urlparse(base)
+    host = url.hostname or "api.wandb.ai"
+    if not os.environ.get("WANDB_API_KEY") and not _netrc_has(host):
+        return "offline", ("W&B: no API key (set WANDB_API_KEY or run `wandb login`); logging offline, "
+                           "upload later with `wandb sync`")
+    import socket
+
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as err:
+        return "offline", (f"W&B: cannot reach {host}:{port} ({err.strerror or err}); logging offline, "
+                           "upload later with `wandb sync`")
+    return mode, None
+
+
+def _netrc_has(host: str) -> bool:
+    import netrc
+
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False

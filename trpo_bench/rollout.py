@@ -54,6 +54,7 @@ class Batch:
     advantages: np.ndarray  # (B,)
     returns: np.ndarray  # (B,) advantages + values: the value-fit targets
     values: np.ndarray  # (B,)
+    rewards: np.ndarray  # (B,) as the learner saw them (scaled when reward scaling is on)
     episode_returns: list[float] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
 
@@ -132,6 +133,7 @@ def collect(venv: VecEnv, actor: NumpyActor, value: ValueNet, obs_rms: RunningMe
         advantages=adv.reshape(-1),
         returns=(adv + values).reshape(-1),
         values=values.reshape(-1),
+        rewards=rew.reshape(-1),
         episode_returns=ep_returns,
         episode_lengths=ep_lengths,
     )

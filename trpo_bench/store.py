@@ -159,19 +159,66 @@ class RunStore:
 
     # ---------------------------------------------------------------- checkpoint
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        import torch
+        from trpo_bench import checkpoint
 
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        atomic_write_bytes(self.path / CHECKPOINT, buf.getvalue())
+        atomic_write_bytes(self.path / CHECKPOINT, checkpoint.to_bytes(state))
 
-    def load_checkpoint(self) -> dict[str, Any] | None:
-        import torch
+    def load_checkpoint(self, trust: bool = False) -> dict[str, Any] | None:
+        """The checkpoint, loaded safely (see ``trpo_bench.checkpoint``); None when there is none.
+        With ``trust``, an old-format file is read once and rewritten in the current format."""
+        from trpo_bench import checkpoint
 
         p = self.path / CHECKPOINT
         if not p.is_file():
             return None
-        return torch.load(p, weights_only=False)
+        state, upgraded = checkpoint.load(p, trust=trust)
+        if upgraded:
+            self.save_checkpoint(state)
+        return state
+
+    # ------------------------------------------------------------------ integrity
+    def check_records(self) -> list[str]:
+        """Problems with config.json and status.json: each must be a readable JSON object
+        (config.json with the run's id and settings)."""
+        problems = []
+        for name, needed in ((CONFIG, ("run_id", "config")), (STATUS, ("state",))):
+            p = self.path / name
+            try:
+                record = json.loads(p.read_bytes().decode())
+            except FileNotFoundError:
+                problems.append(f"{p}: missing")
+                continue
+            except (OSError, UnicodeDecodeError, ValueError) as err:
+                problems.append(f"{p}: not readable JSON ({type(err).__name__}: {str(err).splitlines()[0][:80]})")
+                continue
+            if not isinstance(record, dict):
+                problems.append(f"{p}: expected a JSON object, found {type(record).__name__}")
+            elif [k for k in needed if k not in record]:
+                problems.append(f"{p}: no {', '.join(repr(k) for k in needed if k not in record)} field")
+        return problems
+
+    def check_metrics(self, updates: int) -> list[str]:
+        """Problems with metrics.csv for a run whose checkpoint has seen ``updates`` updates:
+        its rows must be updates 1, 2, ... with none missing, repeated or out of order, at
+        least up to ``updates`` (later rows are cut on resume)."""
+        p = self.path / METRICS
+        if not p.is_file():
+            return [f"{p}: missing"]
+        try:
+            rows = self.read_metrics()
+        except (UnicodeDecodeError, csv.Error, KeyError) as err:
+            return [f"{p}: unreadable ({type(err).__name__})"]
+        try:
+            seen = [int(r["update"]) for r in rows]
+        except (KeyError, ValueError):
+            return [f"{p}: a row has no valid 'update' value"]
+        for i, u in enumerate(seen, start=1):
+            if u != i:
+                what = f"update {i} is missing" if u > i else f"update {u} appears again after update {i - 1}"
+                return [f"{p}: {what} (row {i + 1} holds update {u})"]
+        if len(seen) < updates:
+            return [f"{p}: has {len(seen)} update rows, but the checkpoint is at update {updates}"]
+        return []
 
 
 def iter_run_dirs(root: Path) -> Iterable[Path]:

@@ -28,7 +28,8 @@ from trpo_bench.algos.common import PolicyBatch
 from trpo_bench.config import ConfigError, PGSettings, RunConfig, TrustRegionSettings, ValueSettings, prepare
 from trpo_bench.envs import IdentityNormalizer, RewardScaler, RunningMeanStd, VecEnv, action_bounds, make_vec_env
 from trpo_bench.evaluate import evaluate_policy
-from trpo_bench.logger import WandbLogger
+from trpo_bench.locks import FileLock
+from trpo_bench.logger import WandbLogger, wandb_id
 from trpo_bench.policies import NumpyActor, ValueNet, make_policy
 from trpo_bench.progress import Progress
 from trpo_bench.rollout import collect
@@ -38,6 +39,18 @@ from trpo_bench import value as value_fit
 
 class Interrupted(Exception):
     """SIGINT / SIGTERM arrived; the run stopped at a safe point with a checkpoint."""
+
+
+class RunFailed(Exception):
+    """The run stopped with status ``failed``; ``reason`` is what status.json records."""
+
+    def __init__(self, reason: str, retryable: bool):
+        super().__init__(reason)
+        self.reason, self.retryable = reason, retryable
+
+
+class NonFinite(Exception):
+    """A NaN or infinity in an update's data or results; the run fails without saving it."""
 
 
 @dataclass
@@ -58,6 +71,12 @@ class RunOptions:
     # Grid hook: any object with ``is_set()`` (e.g. threading.Event); once set, the run stops at
     # the next safe point exactly as on SIGTERM (checkpoint, status "interrupted", Interrupted).
     stop: Any = None
+    # A FileLock on this run that the caller already holds (a grid worker); otherwise run()
+    # takes the run's lock itself, so one process at a time trains a run whoever starts it.
+    lock: Any = None
+    # Continue a run from a checkpoint written by trpo-bench 0.1, which pickles objects and so
+    # loads only by running what the file holds; the caller vouches for that one file.
+    trust_checkpoint: bool = False
 
 
 @dataclass
@@ -167,36 +186,91 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int) -> float:
     return float(np.mean(returns))
 
 
+def _require_finite(*named: tuple[str, Any]) -> None:
+    """Raise NonFinite naming the first quantity with a NaN or an infinity."""
+    for name, values in named:
+        arr = values.numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+        if arr.size and not np.isfinite(arr).all():
+            kinds = sorted({"NaN" if np.isnan(v) else "infinity" for v in arr.reshape(-1)[~np.isfinite(arr.reshape(-1))][:100]})
+            raise NonFinite(f"non-finite {name} ({' and '.join(kinds)})")
+
+
 # ------------------------------------------------------------------------- run
 def run_dir_for(cfg: RunConfig, options: RunOptions) -> Path:
-    grid = options.grid or options.group or "train"
-    return Path(options.out) / safe_name(grid) / (options.run_id or make_run_id(cfg))
+    grid = safe_name(options.grid or options.group or "train")
+    if grid.startswith("."):
+        raise ConfigError([f"--group {options.grid or options.group!r}: the run store's grid directory must be a "
+                           "plain name inside --out (no leading '.')"])
+    return Path(options.out) / grid / (options.run_id or make_run_id(cfg))
 
 
-def run(cfg: RunConfig, options: RunOptions | None = None, resume_dir: str | Path | None = None) -> RunResult:
-    """Train one run to ``cfg.total_steps`` (or continue one from its checkpoint)."""
+def lock_path(run_dir: Path) -> Path:
+    """``<grid>/.locks/<run_id>.lock``: the lock a grid launch takes too, so a plain ``train``
+    and a grid never own one run at once."""
+    return run_dir.parent / ".locks" / f"{run_dir.name}.lock"
+
+
+def run(cfg: RunConfig | None, options: RunOptions | None = None, resume_dir: str | Path | None = None,
+        total_steps: int | None = None) -> RunResult:
+    """Train one run to ``cfg.total_steps``, or continue the run in ``resume_dir`` from its
+    checkpoint (to ``total_steps`` when given: a larger budget extends a finished run).
+
+    Raises ConfigError (bad settings, a damaged run store, a run owned by another process)
+    before anything is written; RunFailed when the run fails; Interrupted on a stop request.
+    """
     options = options or RunOptions()
-    if resume_dir is not None:
+    resuming = resume_dir is not None
+    if resuming:
         run_dir = Path(resume_dir)
-        if not is_run_dir(run_dir):
-            raise ConfigError([f"{run_dir} is not a run directory (no config.json and status.json)"])
-        store = RunStore(run_dir)
-        saved = store.read_config()
-        from trpo_bench.config import build_config
-
-        cfg2, problems = build_config(store.read_settings())
-        if problems:
-            raise ConfigError(problems, str(run_dir / "config.json"))
-        cfg = cfg2
-        options.grid = saved.get("grid") or options.grid
-        options.run_id = saved["run_id"]
-        options.axes = saved.get("axes") or options.axes
-        options.group = options.group or saved.get("wandb_group")
-        options.tags = options.tags or saved.get("wandb_tags", [])
-        options.project = saved.get("wandb_project") or options.project
+        cfg = _stored_run(run_dir, options)
+        if total_steps is not None:
+            if total_steps < cfg.total_steps:
+                raise ConfigError([f"--steps {total_steps}: below the run's budget of {cfg.total_steps} steps; "
+                                   "a budget can only be raised"])
+            cfg = cfg.replace(total_steps=total_steps)
+    else:
+        assert cfg is not None, "run() needs a config or a run to resume"
+        run_dir = run_dir_for(cfg, options)
     prepare(cfg)
-    run_dir = Path(resume_dir) if resume_dir is not None else run_dir_for(cfg, options)
-    return _Training(cfg, options, run_dir, resuming=resume_dir is not None).run()
+    lock = options.lock
+    if lock is None:
+        lock = FileLock(lock_path(run_dir))
+        try:
+            taken = lock.acquire(note=" ".join(sys.argv[:3]))
+        except OSError as err:
+            raise ConfigError([f"--out {options.out}: cannot write the run store there ({err.strerror or err})"]) \
+                from None
+        if not taken:
+            raise ConfigError([f"{run_dir} is being trained by {lock.holder()}; one process at a time trains a run "
+                               "(wait for it to finish, or stop it, then resume)"])
+    try:
+        if not resuming and is_run_dir(run_dir):
+            raise ConfigError([f"{run_dir} exists: continue it with --resume {run_dir}, or choose another --out"])
+        return _Training(cfg, options, run_dir, resuming=resuming).run()
+    finally:
+        if options.lock is None:
+            lock.release()
+
+
+def _stored_run(run_dir: Path, options: RunOptions) -> RunConfig:
+    """The settings a stored run computes with; fills ``options`` from its config.json."""
+    from trpo_bench.config import build_config
+
+    store = RunStore(run_dir)
+    problems = store.check_records()
+    if problems:
+        raise ConfigError(problems)
+    saved = store.read_config()
+    cfg, problems = build_config(store.read_settings())
+    if problems:
+        raise ConfigError(problems, str(run_dir / "config.json"))
+    options.grid = saved.get("grid") or options.grid
+    options.run_id = saved["run_id"]
+    options.axes = saved.get("axes") or options.axes
+    options.group = options.group or saved.get("wandb_group")
+    options.tags = options.tags or saved.get("wandb_tags", [])
+    options.project = saved.get("wandb_project") or options.project
+    return cfg
 
 
 class _Training:
@@ -218,7 +292,13 @@ class _Training:
         cfg = self.cfg
         set_threads(cfg.torch_threads)
         rng, gen = seed_everything(cfg.seed)
-        checkpoint = self.store.load_checkpoint() if self.resuming else None
+        checkpoint = self._checked_checkpoint() if self.resuming else None
+        stored = self.store.read_config() if self.resuming else None
+        if checkpoint is not None and checkpoint["update"] >= math.ceil(cfg.total_steps / cfg.steps_per_update):
+            # A finished run and no larger budget: nothing to train, nothing to write.
+            if (self.store.read_status() or {}).get("state") != "done":  # stopped after its last checkpoint
+                self.store.write_status("done", checkpoint["env_steps"], cfg.total_steps, checkpoint["update"])
+            return RunResult(self.run_dir, "done", checkpoint["env_steps"], checkpoint["update"], {})
         # A resumed run steps its envs on the backend that captured their state.
         venv = make_vec_env(cfg.env_id, cfg.num_envs, cfg.seed, cfg.env_backend,
                             captured=None if checkpoint is None else checkpoint["venv"])
@@ -238,15 +318,19 @@ class _Training:
             env_steps, update, episodes = checkpoint["env_steps"], checkpoint["update"], checkpoint["episodes"]
             wall0, last_return = checkpoint["wall"], checkpoint["last_return"]
             self.store.truncate_metrics(update)
+            if stored is not None and stored.get("total_steps") != cfg.total_steps:
+                self.store.write_config(self._extended(stored))
         else:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.store.write_config(self._config_record())
             self.store.start_metrics()
         self.store.write_status("running", env_steps, cfg.total_steps, update, pid=os.getpid())
 
+        record = self.store.read_config()
         logger = WandbLogger(self.run_dir, self.run_id, self._wandb_config(), mode=self.options.wandb,
                              project=self.options.project, group=self.options.group or self.options.grid,
-                             tags=self.options.tags, resume=self.resuming)
+                             tags=self.options.tags, resume=self.resuming,
+                             run_key=record.get("wandb_id") or wandb_id(self.run_dir, self.run_id, record.get("grid")))
         progress = Progress(self.run_id, cfg.total_steps, interval=self.options.progress_interval) \
             if self.options.progress else None
         old_handlers = self._install_signals()
@@ -268,12 +352,20 @@ class _Training:
                 "wall": time.perf_counter() - start, "last_return": last_return,
             })
 
+        def stop(state: str, error: str, exit_code: int = 1, **extra: Any) -> None:
+            self.store.write_status(state, env_steps, cfg.total_steps, update, error=error, **extra)
+            logger.finish(exit_code=exit_code)
+            stop_signals.restore(old_handlers)
+            venv.close()
+
         try:
             while update < n_updates:
                 t0 = time.perf_counter()
                 batch = collect(venv, agent.actor, agent.value, agent.obs_rms, steps_per_env, rng,
                                 cfg.gamma, cfg.gae_lambda, low, high, agent.reward_scaler)
                 t1 = time.perf_counter()
+                _require_finite(("observations", batch.obs), ("rewards", batch.rewards),
+                                ("values", batch.values), ("advantages", batch.advantages))
 
                 adv = torch.as_tensor(batch.advantages, dtype=torch.float32)
                 if cfg.normalize_advantages and adv.numel() > 1:
@@ -287,11 +379,17 @@ class _Training:
                     pstats = algos.npg.update(agent.policy, pbatch, tr_settings)
                 else:
                     pstats = algos.pg.update(agent.policy, agent.pg_optim, pbatch, pg_settings)
+                _require_finite(("policy parameters", torch.cat([p.detach().reshape(-1)
+                                                                 for p in agent.policy.param_list()])))
                 agent.actor.sync(agent.policy)
                 t2 = time.perf_counter()
 
                 vstats = value_fit.fit(agent.value, agent.vf_optim, obs,
                                        torch.as_tensor(batch.returns, dtype=torch.float32), vf_settings, gen)
+                vmetrics = vstats.metrics()
+                _require_finite(("value loss", np.array([vmetrics.get("value/loss", 0.0)])),
+                                ("value-network parameters", torch.cat([p.detach().reshape(-1)
+                                                                        for p in agent.value.parameters()])))
                 t3 = time.perf_counter()
 
                 env_steps += cfg.steps_per_update
@@ -300,7 +398,7 @@ class _Training:
                 if batch.episode_returns:
                     last_return = float(np.mean(batch.episode_returns))
                 row = self._row(env_steps, update, time.perf_counter() - start, cfg.steps_per_update / (t3 - t0),
-                                (t0, t1, t2, t3), batch, pstats.metrics(), vstats.metrics())
+                                (t0, t1, t2, t3), batch, pstats.metrics(), vmetrics)
                 if cfg.eval_every and update % cfg.eval_every == 0:
                     row["eval/return_mean"] = evaluate(agent, cfg.env_id, cfg.eval_episodes, cfg.seed + 1_000_003 * update)
                 self.store.append_metrics(row)
@@ -317,22 +415,23 @@ class _Training:
                     raise Interrupted()
                 self.store.write_status("running", env_steps, cfg.total_steps, update, pid=os.getpid())
         except Interrupted:
-            self.store.write_status("interrupted", env_steps, cfg.total_steps, update,
-                                    error=f"stopped by {signal.Signals(self.stop_signal).name}"
-                                    if self.stop_signal is not None else "stopped by request")
-            logger.finish(exit_code=1)
-            stop_signals.restore(old_handlers)
-            venv.close()
+            stop("interrupted", f"stopped by {signal.Signals(self.stop_signal).name}"
+                 if self.stop_signal is not None else "stopped by request")
             print(f"stopped at {env_steps:,} steps; resume with:\n  trpo-bench train --resume {self.run_dir}",
                   file=sys.stderr, flush=True)
             raise
-        except BaseException as err:
-            text = "".join(traceback.format_exception_only(type(err), err)).strip()
-            self.store.write_status("failed", env_steps, cfg.total_steps, update, error=text)
-            logger.finish(exit_code=1)
-            stop_signals.restore(old_handlers)
-            venv.close()
+        except NonFinite as err:
+            # The bad update is neither logged nor checkpointed: the last checkpoint stays the last good state.
+            reason = f"{err} in update {update + 1} (after {env_steps:,} steps); the last good checkpoint is kept"
+            stop("failed", reason, retryable=False)
+            raise RunFailed(reason, retryable=False) from None
+        except KeyboardInterrupt:
+            stop("interrupted", "aborted (second interrupt); resume from the last checkpoint")
             raise
+        except Exception as err:
+            text = "".join(traceback.format_exception_only(type(err), err)).strip()
+            stop("failed", text, retryable=True)
+            raise RunFailed(text, retryable=True) from err
         if progress:
             progress.update(env_steps, episodes, last_return, final=True)
         self.store.write_status("done", env_steps, cfg.total_steps, update)
@@ -340,6 +439,25 @@ class _Training:
         stop_signals.restore(old_handlers)
         venv.close()
         return RunResult(self.run_dir, "done", env_steps, update, row)
+
+    def _checked_checkpoint(self) -> dict[str, Any]:
+        """The checkpoint to resume from, after checking that the store agrees with it."""
+        checkpoint = self.store.load_checkpoint(trust=self.options.trust_checkpoint)
+        if checkpoint is None:
+            raise ConfigError([f"{self.run_dir}: no checkpoint.pt to resume from (the run stopped before its first "
+                               "checkpoint); delete the directory and start the run again"])
+        problems = self.store.check_metrics(checkpoint["update"])
+        if problems:
+            raise ConfigError([*problems, "the run store is damaged: rows cannot be recovered; start the run again "
+                                          "in a new directory"])
+        return checkpoint
+
+    def _extended(self, stored: dict[str, Any]) -> dict[str, Any]:
+        """config.json with the raised budget, and a record of the extension."""
+        history = list(stored.get("extended", []))
+        history.append({"from": stored.get("total_steps"), "to": self.cfg.total_steps,
+                        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        return {**stored, "total_steps": self.cfg.total_steps, "config": self.cfg.to_dict(), "extended": history}
 
     # --------------------------------------------------------------- helpers
     def _row(self, env_steps, update, wall, sps, times, batch, pmetrics, vmetrics) -> dict[str, Any]:
@@ -367,6 +485,7 @@ class _Training:
             "axes": axes, "config": cfg.to_dict(), "versions": versions(), "git_commit": git_commit(),
             "wandb_project": self.options.project, "wandb_group": self.options.group or self.options.grid,
             "wandb_tags": list(self.options.tags),
+            "wandb_id": wandb_id(self.run_dir, self.run_id, self.options.grid or self.run_dir.parent.name),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 
