@@ -151,10 +151,10 @@ def _train(tmp_path: Path, name: str, env_id: str, backend: str) -> tuple[dict, 
     cfg = RunConfig(env_id=env_id, seed=3, total_steps=4 * 512, steps_per_update=512, num_envs=4,
                     env_backend=backend)
     result = run(cfg, RunOptions(out=tmp_path, run_id=name, wandb="disabled", progress=False))
-    checkpoint = torch.load(result.run_dir / "checkpoint.pt", weights_only=False)
+    ckpt, _ = checkpoint.load(result.run_dir / "checkpoint.pt")
     with open(result.run_dir / "metrics.csv", newline="") as fh:
         rows = [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(fh)]
-    return checkpoint["agent"], rows, checkpoint["venv"]
+    return ckpt["agent"], rows, ckpt["venv"]
 
 
 @pytest.mark.parametrize("env_id", ["Hopper-v5", "Walker2d-v5"])
@@ -194,7 +194,7 @@ def test_sigkilled_batched_run_resumes_bit_for_bit(tmp_path):
     proc.wait()
     run_dir = metrics[0].parent
     assert json.loads((run_dir / "status.json").read_text())["state"] == "running"
-    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["venv"]["backend"] == "mujoco_batch"
+    assert checkpoint.load(run_dir / "checkpoint.pt")[0]["venv"]["backend"] == "mujoco_batch"
     res = _cli("train", "--resume", str(run_dir), "--quiet")
     assert res.returncode == 0, res.stderr
 
@@ -204,8 +204,8 @@ def test_sigkilled_batched_run_resumes_bit_for_bit(tmp_path):
     a, b = read(full_dir), read(run_dir)
     assert [int(r["update"]) for r in b] == list(range(1, 9))
     assert a == b
-    pa = torch.load(full_dir / "checkpoint.pt", weights_only=False)
-    pb = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    pa, _ = checkpoint.load(full_dir / "checkpoint.pt")
+    pb, _ = checkpoint.load(run_dir / "checkpoint.pt")
     for part in ("policy", "value"):
         for k in pa["agent"][part]:
             assert torch.equal(pa["agent"][part][k], pb["agent"][part][k]), (part, k)
