@@ -68,12 +68,19 @@ class MujocoBatchEnv:
         proto.close()
         self.datas = [mujoco.MjData(self.model) for _ in range(num_envs)]
         self._ctrl = [d.ctrl for d in self.datas]  # views into each MjData, kept to skip the attribute lookups
-        self._views = {name: [getattr(d, name) for d in self.datas] for name in self._task.fields}
-        self._f = {name: np.empty((num_envs, *v[0].shape)) for name, v in self._views.items()}
+        # What the task reads, stacked over envs: qpos and qvel side by side in one array
+        # (gymnasium's state_vector()), then the task's other fields. Each env's step ends by
+        # copying its arrays into its rows (``_copies``: (row view, MjData view) pairs).
+        nq = self.model.nq
+        state = np.empty((num_envs, nq + self.model.nv))
+        self._f = {"state": state, "qpos": state[:, :nq], "qvel": state[:, nq:]}
+        for name in self._task.fields:
+            self._f[name] = np.empty((num_envs, *getattr(self.datas[0], name).shape))
+        names = ("qpos", "qvel", *self._task.fields)
+        self._copies = [[(self._f[name][i], getattr(d, name)) for name in names] for i, d in enumerate(self.datas)]
         seeds = np.random.SeedSequence(seed).generate_state(num_envs, dtype=np.uint32)  # as VecEnv
         self._seeds = [int(s) for s in seeds]
         self._rngs: list[np.random.Generator] = []
-        self._elapsed = np.zeros(num_envs, dtype=np.int64)
         self._ep_return = np.zeros(num_envs)
         self._ep_len = np.zeros(num_envs, dtype=np.int64)
         self._before: np.ndarray | None = None
@@ -89,22 +96,17 @@ class MujocoBatchEnv:
         d.qvel[:] = qvel
         mujoco.mj_forward(self.model, d)
 
-    def _gather(self) -> None:
-        for name, views in self._views.items():
-            np.stack(views, out=self._f[name])
-
     def _gather_row(self, i: int) -> None:
-        for name, views in self._views.items():
-            self._f[name][i] = views[i]
+        for dst, src in self._copies[i]:
+            dst[...] = src
 
     def reset(self) -> np.ndarray:
         self._rngs = [np_random(s)[0] for s in self._seeds]
         self.action_space.seed(self._seeds[0])
         for i in range(self.num_envs):
             self._reset_env(i)
-        self._gather()
+            self._gather_row(i)
         self._before = self._task.position(self._f, self._c)
-        self._elapsed[:] = 0
         self._ep_return[:] = 0.0
         self._ep_len[:] = 0
         self.obs = self._task.observe(self._f, self._c)
@@ -113,25 +115,28 @@ class MujocoBatchEnv:
     def step(self, actions: np.ndarray) -> StepResult:
         """One step of every env (``actions``: (N, nu)), resetting those whose episode ended;
         ``StepResult.infos`` holds gymnasium's step infos as (N,) arrays."""
-        m, nstep = self.model, self.frame_skip
+        m, nstep, step = self.model, self.frame_skip, mujoco.mj_step
+        post = mujoco.mj_rnePostConstraint if self._task.post_constraint else None
         actions = np.ascontiguousarray(actions)
-        for d, ctrl, a in zip(self.datas, self._ctrl, actions):
-            ctrl[:] = a
-            mujoco.mj_step(m, d, nstep)
-            mujoco.mj_rnePostConstraint(m, d)
+        for d, ctrl, a, copies in zip(self.datas, self._ctrl, actions, self._copies):
+            ctrl[:] = a  # MujocoEnv._step_mujoco_simulation: ctrl, mj_step(nstep), mj_rnePostConstraint
+            step(m, d, nstep)
+            if post is not None:
+                post(m, d)
+            for dst, src in copies:
+                dst[...] = src
         task, f = self._task, self._f
-        self._gather()
         reward, term, infos = task.outcome(self._c, self._before, f, actions)
         obs = task.observe(f, self._c)
         self._before = task.position(f, self._c)
-        self._elapsed += 1
-        trunc = (self._elapsed >= self.max_episode_steps) & ~term
         self._ep_return += reward
-        self._ep_len += 1
+        self._ep_len += 1  # also the TimeLimit wrapper's elapsed steps
+        trunc = self._ep_len >= self.max_episode_steps
+        trunc &= ~term
         final: dict[int, np.ndarray] = {}
         rets: list[float] = []
         lens: list[int] = []
-        ended = np.flatnonzero(term | trunc).tolist()
+        ended = (term | trunc).nonzero()[0].tolist()
         if ended:
             for i in ended:
                 final[i] = obs[i].copy()
@@ -141,7 +146,6 @@ class MujocoBatchEnv:
             lens = [int(self._ep_len[i]) for i in ended]
             self._ep_return[ended] = 0.0
             self._ep_len[ended] = 0
-            self._elapsed[ended] = 0
             # The reset rows' observations and positions, from their freshly gathered rows.
             fresh = task.observe(f, self._c)
             obs[ended] = fresh[ended]
@@ -161,7 +165,6 @@ class MujocoBatchEnv:
             "physics": physics,
             "np_random": [r.bit_generator.state for r in self._rngs],
             "action_space_rng": self.action_space.np_random.bit_generator.state,
-            "elapsed_steps": self._elapsed.copy(),
             "before": None if self._before is None else self._before.copy(),
             "obs": None if self.obs is None else self.obs.copy(),
             "ep_return": self._ep_return.copy(),
@@ -177,7 +180,6 @@ class MujocoBatchEnv:
         for r, s in zip(self._rngs, state["np_random"]):
             r.bit_generator.state = s
         self.action_space.np_random.bit_generator.state = state["action_space_rng"]
-        self._elapsed[:] = state["elapsed_steps"]
         self._before = None if state["before"] is None else np.array(state["before"])
         self.obs = None if state["obs"] is None else np.array(state["obs"])
         self._ep_return[:] = state["ep_return"]

@@ -42,16 +42,21 @@ class Consts:
 
 @dataclass(frozen=True)
 class Task:
-    """One v5 task. ``fields``: MjData arrays stacked after each step (and reset);
-    ``position(f)``: what the next step's reward needs from before it (x, or x and y);
-    ``observe(f, c)`` -> (N, obs_dim); ``outcome(c, before, f, actions)`` -> (reward,
-    terminated, infos); ``reset_state(rng, c)`` -> (qpos, qvel) of one env."""
+    """One v5 task. ``fields``: MjData arrays copied out after each step (and reset), beside
+    ``f["qpos"]`` and ``f["qvel"]``, which are views into ``f["state"]``, gymnasium's
+    ``state_vector()`` (N, nq + nv); ``position(f)``: what the next step's reward needs from
+    before it (x, or x and y); ``observe(f, c)`` -> (N, obs_dim); ``outcome(c, before, f,
+    actions)`` -> (reward, terminated, infos); ``reset_state(rng, c)`` -> (qpos, qvel) of one env.
+    ``post_constraint``: the task reads ``cfrc_ext``, which ``mj_rnePostConstraint`` computes
+    after each step; for the others that call's outputs (``cacc``, ``cfrc_int``, ``cfrc_ext``)
+    are read by nothing, the next ``mj_step`` included, so it is skipped."""
 
     fields: tuple[str, ...]
     position: Callable[[Arrays, Consts], np.ndarray]
     observe: Callable[[Arrays, Consts], np.ndarray]
     outcome: Callable[[Consts, np.ndarray, Arrays, np.ndarray], tuple[np.ndarray, np.ndarray, Arrays]]
     reset_state: Callable[[np.random.Generator, Consts], tuple[np.ndarray, np.ndarray]]
+    post_constraint: bool = False
 
 
 # --------------------------------------------------------------------- helpers
@@ -100,34 +105,38 @@ def _xy(f: Arrays, c: Consts) -> np.ndarray:
 def _pos_vel_obs(skip: int, clip_vel: bool) -> Callable[[Arrays, Consts], np.ndarray]:
     """qpos without its first ``skip`` entries, then qvel (clipped to ±10 for Hopper, Walker2d)."""
     def observe(f, c):
-        v = f["qvel"]
-        return np.concatenate((f["qpos"][:, skip:], np.clip(v, -10, 10) if clip_vel else v), axis=1)
+        obs = f["state"][:, skip:].copy()
+        if clip_vel:  # np.clip(qvel, -10, 10): maximum then minimum, without np.clip's wrapper
+            v = obs[:, f["qpos"].shape[1] - skip:]
+            np.minimum(np.maximum(v, -10.0, out=v), 10.0, out=v)
+        return obs
     return observe
 
 
 # ------------------------------------------------------ Hopper, Walker2d, HalfCheetah
-def _hopper_healthy(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+# Open intervals: -r < x < r is |x| < r for every float, infinities and NaN (false) included.
+def _hopper_healthy(f: Arrays) -> np.ndarray:
     # is_healthy: state_vector()[2:] in (-100, 100), z = qpos[1] in (0.7, inf), angle = qpos[2] in (-0.2, 0.2)
-    state = np.concatenate((q[:, 2:], v), axis=1)
-    ok_state = np.all(np.logical_and(-100.0 < state, state < 100.0), axis=1)
-    z, angle = q[:, 1], q[:, 2]
-    return ok_state & (0.7 < z) & (z < float("inf")) & (-0.2 < angle) & (angle < 0.2)
+    s = f["state"]
+    z = s[:, 1]
+    ok = np.logical_and.reduce(np.abs(s[:, 2:]) < 100.0, axis=1)
+    return ok & (0.7 < z) & (z < float("inf")) & (np.abs(s[:, 2]) < 0.2)
 
 
-def _walker_healthy(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+def _walker_healthy(f: Arrays) -> np.ndarray:
     # is_healthy: z = qpos[1] in (0.8, 2.0), angle = qpos[2] in (-1, 1)
-    z, angle = q[:, 1], q[:, 2]
-    return (0.8 < z) & (z < 2.0) & (-1.0 < angle) & (angle < 1.0)
+    z = f["qpos"][:, 1]
+    return (0.8 < z) & (z < 2.0) & (np.abs(f["qpos"][:, 2]) < 1.0)
 
 
-def _hopping(healthy_fn: Callable[[np.ndarray, np.ndarray], np.ndarray]):
+def _hopping(healthy_fn: Callable[[Arrays], np.ndarray]):
     """Hopper-v5 and Walker2d-v5: forward_reward_weight 1, healthy_reward 1, ctrl_cost_weight 1e-3."""
     def outcome(c, x_before, f, a):
         q = f["qpos"]
         x_after = q[:, 0]
         x_velocity = (x_after - x_before) / c.dt
         forward_reward = 1.0 * x_velocity
-        healthy = healthy_fn(q, f["qvel"])
+        healthy = healthy_fn(f)
         healthy_reward = healthy * 1.0
         rewards = forward_reward + healthy_reward
         ctrl_cost = 1e-3 * _sum_sq(a)
@@ -165,12 +174,12 @@ def _ant_observe(f: Arrays, c: Consts) -> np.ndarray:
 def _ant_outcome(c, xy_before, f, a):
     # forward_reward_weight 1, ctrl_cost_weight 0.5, contact_cost_weight 5e-4, healthy_reward 1,
     # healthy_z_range (0.2, 1.0) inclusive, with a finite state
-    q, v = f["qpos"], f["qvel"]
+    q = f["qpos"]
     xy_after = f["xpos"][:, 1, 0:2]
     xy_velocity = (xy_after - xy_before) / c.dt
     x_velocity, y_velocity = xy_velocity[:, 0], xy_velocity[:, 1]
     forward_reward = x_velocity * 1
-    healthy = (np.isfinite(q).all(axis=1) & np.isfinite(v).all(axis=1)) & (0.2 <= q[:, 2]) & (q[:, 2] <= 1.0)
+    healthy = np.logical_and.reduce(np.isfinite(f["state"]), axis=1) & (0.2 <= q[:, 2]) & (q[:, 2] <= 1.0)
     healthy_reward = healthy * 1.0
     rewards = forward_reward + healthy_reward
     ctrl_cost = 0.5 * _sum_sq(a)
@@ -204,8 +213,8 @@ def _nothing(f: Arrays, c: Consts) -> np.ndarray:
 
 
 def _pendulum_outcome(c, _, f, a):
-    obs = np.concatenate((f["qpos"], f["qvel"]), axis=1)
-    terminated = ~np.isfinite(obs).all(axis=1) | (np.abs(obs[:, 1]) > 0.2)
+    obs = f["state"]  # the observation: qpos, qvel
+    terminated = ~np.logical_and.reduce(np.isfinite(obs), axis=1) | (np.abs(obs[:, 1]) > 0.2)
     reward = (~terminated).astype(np.float64)  # int(not terminated)
     return reward, terminated, {"reward_survive": reward}
 
@@ -300,19 +309,20 @@ def _humanoid_outcome(c, xy_before, f, a):
 
 
 TASKS: dict[str, Task] = {
-    "Hopper-v5": Task(("qpos", "qvel"), _x, _pos_vel_obs(1, True), _hopping(_hopper_healthy),
+    "Hopper-v5": Task((), _x, _pos_vel_obs(1, True), _hopping(_hopper_healthy),
                       _uniform_noise(5e-3)),
-    "Walker2d-v5": Task(("qpos", "qvel"), _x, _pos_vel_obs(1, True), _hopping(_walker_healthy),
+    "Walker2d-v5": Task((), _x, _pos_vel_obs(1, True), _hopping(_walker_healthy),
                         _uniform_noise(5e-3)),
-    "HalfCheetah-v5": Task(("qpos", "qvel"), _x, _pos_vel_obs(1, False), _cheetah_outcome, _normal_vel_noise(0.1)),
-    "Ant-v5": Task(("qpos", "qvel", "xpos", "cfrc_ext"), _ant_torso_xy, _ant_observe, _ant_outcome,
-                   _normal_vel_noise(0.1)),
-    "Swimmer-v5": Task(("qpos", "qvel"), _xy, _pos_vel_obs(2, False), _swimmer_outcome, _uniform_noise(0.1)),
-    "InvertedPendulum-v5": Task(("qpos", "qvel"), _nothing, _pos_vel_obs(0, False), _pendulum_outcome,
+    "HalfCheetah-v5": Task((), _x, _pos_vel_obs(1, False), _cheetah_outcome, _normal_vel_noise(0.1)),
+    "Ant-v5": Task(("xpos", "cfrc_ext"), _ant_torso_xy, _ant_observe, _ant_outcome, _normal_vel_noise(0.1),
+                   post_constraint=True),
+    "Swimmer-v5": Task((), _xy, _pos_vel_obs(2, False), _swimmer_outcome, _uniform_noise(0.1)),
+    "InvertedPendulum-v5": Task((), _nothing, _pos_vel_obs(0, False), _pendulum_outcome,
                                 _uniform_noise(0.01)),
-    "InvertedDoublePendulum-v5": Task(("qpos", "qvel", "site_xpos", "qfrc_constraint"), _nothing,
+    "InvertedDoublePendulum-v5": Task(("site_xpos", "qfrc_constraint"), _nothing,
                                       _double_pendulum_observe, _double_pendulum_outcome, _normal_vel_noise(0.1)),
-    "Reacher-v5": Task(("qpos", "qvel", "xpos"), _nothing, _reacher_observe, _reacher_outcome, _reacher_reset),
-    "Humanoid-v5": Task(("qpos", "qvel", "cinert", "cvel", "qfrc_actuator", "cfrc_ext", "xipos", "ctrl", "ten_length",
-                         "ten_velocity"), _mass_centre_xy, _humanoid_observe, _humanoid_outcome, _uniform_noise(0.01)),
+    "Reacher-v5": Task(("xpos",), _nothing, _reacher_observe, _reacher_outcome, _reacher_reset),
+    "Humanoid-v5": Task(("cinert", "cvel", "qfrc_actuator", "cfrc_ext", "xipos", "ctrl", "ten_length", "ten_velocity"),
+                        _mass_centre_xy, _humanoid_observe, _humanoid_outcome, _uniform_noise(0.01),
+                        post_constraint=True),
 }
