@@ -5,11 +5,15 @@ Measured in one process at a time (each measurement in a fresh spawned child), s
   (every measurement below runs once per round, interleaved, 3 rounds by default: the best
    of each is shown, with the ratios of each round's pairs)
   raw       random-action env step rate: plain gymnasium, one env, with action_space.sample()
-            and with actions drawn beforehand (the env's own cost); our VecEnv at num_envs
+            and with actions drawn beforehand (the env's own cost), and of those steps the
+            physics alone (the env's own simulator call, timed inside them); our gymnasium
+            VecEnv and our batched MuJoCo path at num_envs; EnvPool at num_envs on one thread
+            (``pip install envpool==1.2.5``; skipped when not installed)
   train     trpo-bench TRPO end to end at the package defaults (8 envs, 2048 steps per update,
             10 CG iterations, analytic FVP, NumPy value fit 5 epochs x 8 minibatches, one
-            thread), the same with one env, and where its time goes (collect / policy update /
-            value fit, and collect's own overhead beside the env's step and reset)
+            thread; the batched MuJoCo path), the same on gymnasium's envs (env_backend
+            gymnasium), the same with one env, and where its time goes (collect / policy update
+            / value fit, and collect's own overhead beside the vector env's step)
   baselines sb3-contrib TRPO and Tianshou TRPO at matched settings (8 envs), sb3-contrib at
             matched settings with one env (against trpo-bench with one env, and with its
             default 8: the issue's stated settings matched, each library at its own default
@@ -175,7 +179,37 @@ def raw_env(env_id: str, steps: int, num_envs: int, seed: int) -> dict[str, Any]
             venv.step(a)
     out["vecenv"] = _rates(rounds * num_envs, c)
     venv.close()
+
+    from trpo_bench.mujoco_batch import MujocoBatchEnv, supports
+
+    if supports(env_id):
+        venv = MujocoBatchEnv(env_id, num_envs, seed)
+        venv.reset()
+        with _Clock() as c:
+            for _ in range(rounds):
+                venv.step(rng.uniform(space.low, space.high, (num_envs, *space.shape)))
+        out["batched"] = _rates(rounds * num_envs, c)
     return out
+
+
+def envpool_env(env_id: str, steps: int, num_envs: int, seed: int) -> dict[str, Any] | None:
+    """EnvPool's random-action rate: ``num_envs`` envs stepped together, one worker thread,
+    actions drawn beforehand (EnvPool resets ended episodes itself). None without envpool."""
+    try:
+        import envpool
+    except ImportError:
+        return None
+    env = envpool.make_gymnasium(env_id, num_envs=num_envs, batch_size=num_envs, num_threads=1, seed=seed)
+    env.reset()
+    space = env.action_space
+    rounds = max(1, steps // num_envs)
+    actions = np.random.default_rng(seed).uniform(space.low, space.high, (rounds, num_envs, *space.shape))
+    actions = actions.astype(space.dtype)
+    with _Clock() as c:
+        for a in actions:
+            env.step(a)
+    env.close()
+    return _rates(rounds * num_envs, c) | {"version": envpool.__version__}
 
 
 # --------------------------------------------------------- trpo-bench training
@@ -197,9 +231,10 @@ def _warm_imports() -> None:
             _quiet(tmp))
 
 
-def train(env_id: str, steps: int, seed: int, warm: bool = True, num_envs: int | None = None) -> dict[str, Any]:
-    """One default-settings TRPO run of ``steps`` env steps (``num_envs`` envs if given); rates,
-    phases from metrics.csv."""
+def train(env_id: str, steps: int, seed: int, warm: bool = True, num_envs: int | None = None,
+          env_backend: str | None = None) -> dict[str, Any]:
+    """One default-settings TRPO run of ``steps`` env steps (``num_envs`` envs, ``env_backend``
+    if given); rates, phases from metrics.csv."""
     from trpo_bench.config import RunConfig
     from trpo_bench.train import run
 
@@ -208,7 +243,8 @@ def train(env_id: str, steps: int, seed: int, warm: bool = True, num_envs: int |
         import gymnasium as gym
 
         gym.make(env_id).close()
-    cfg = RunConfig(env_id=env_id, total_steps=steps, seed=seed, **({"num_envs": num_envs} if num_envs else {}))
+    cfg = RunConfig(env_id=env_id, total_steps=steps, seed=seed, **({"num_envs": num_envs} if num_envs else {}),
+                    **({"env_backend": env_backend} if env_backend else {}))
     with tempfile.TemporaryDirectory() as tmp:
         with _Clock() as c:
             res = run(cfg, _quiet(tmp))
@@ -227,17 +263,18 @@ def train(env_id: str, steps: int, seed: int, warm: bool = True, num_envs: int |
 
 
 def collect_split(env_id: str, seed: int, rounds: int = 3) -> dict[str, float]:
-    """collect() at the default settings, with every env's step() and reset() timed: what the
-    env costs and what our own per-step code (actor, normalization, VecEnv, GAE) adds."""
+    """collect() at the default settings (the batched MuJoCo path where it applies), with the
+    vector env's step() timed: what the envs cost, resets included, and what our own per-step
+    code (actor, normalization, reward scaling, GAE) adds."""
     from trpo_bench.config import RunConfig
-    from trpo_bench.envs import VecEnv, action_bounds
+    from trpo_bench.envs import action_bounds, make_vec_env
     from trpo_bench.rollout import collect
     from trpo_bench.train import Agent, seed_everything
 
     _one_thread()
     cfg = RunConfig(env_id=env_id, seed=seed)
     rng, _ = seed_everything(seed)
-    venv = VecEnv(env_id, cfg.num_envs, seed)
+    venv = make_vec_env(env_id, cfg.num_envs, seed, cfg.env_backend)
     venv.reset()
     agent = Agent(cfg, venv)
     low, high = action_bounds(venv.action_space)
@@ -252,8 +289,7 @@ def collect_split(env_id: str, seed: int, rounds: int = 3) -> dict[str, float]:
                 spent[0] += time.perf_counter() - t
         return call
 
-    for e in venv.envs:
-        e.step, e.reset = timed(e.step), timed(e.reset)
+    venv.step = timed(venv.step)
     per_env = cfg.steps_per_update // cfg.num_envs
     best = None
     for _ in range(rounds):
@@ -591,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = max(1, args.rounds or (1 if args.quick else 3))
     raw_steps = min(steps, 20_000)
     from trpo_bench.config import RunConfig
+    from trpo_bench.mujoco_batch import supports
 
     num_envs = RunConfig().num_envs
     results: dict[str, Any] = {"machine": machine(), "steps": steps}
@@ -615,10 +652,14 @@ def main(argv: list[str] | None = None) -> int:
         # one shown, and the ratios of each round's pairs (taken minutes apart at most) say
         # how far the noise reaches.
         plan: list[tuple[str, Callable[..., Any], tuple]] = []
+        batched = supports(env_id)  # trpo-bench's default there is the batched MuJoCo path
         if "raw" in args.only:
-            plan.append(("raw", raw_env, (env_id, raw_steps, num_envs, args.seed)))
+            plan += [("raw", raw_env, (env_id, raw_steps, num_envs, args.seed)),
+                     ("envpool", envpool_env, (env_id, raw_steps, num_envs, args.seed))]
         if "train" in args.only:
             plan += [("train", train, (env_id, steps, args.seed)),
+                     *([("train_gymnasium", train, (env_id, steps, args.seed, True, None, "gymnasium"))]
+                       if batched else []),
                      ("train_one_env", train, (env_id, steps, args.seed, True, 1))]
         if "baselines" in args.only and _continuous(env_id):
             plan += [("sb3", sb3_trpo, (env_id, steps, args.seed)),
@@ -663,10 +704,19 @@ def main(argv: list[str] | None = None) -> int:
             line("gymnasium, 1 env, pre-drawn actions", step_only)
             if r["raw"].get("physics"):
                 line("  of which MuJoCo physics alone", r["raw"]["physics"])
-            line(f"trpo-bench VecEnv, {num_envs} envs, random actions", r["raw"]["vecenv"])
+            line(f"trpo-bench VecEnv (gymnasium's envs), {num_envs} envs, random", r["raw"]["vecenv"])
+            if r["raw"].get("batched"):
+                line(f"trpo-bench batched MuJoCo path, {num_envs} envs, random", r["raw"]["batched"])
+        if r.get("envpool"):
+            line(f"EnvPool {r['envpool']['version']}, {num_envs} envs, 1 thread, random", r["envpool"])
+        elif "raw" in args.only:
+            print("  (EnvPool not installed: pip install envpool==1.2.5 for its row)")
         if r.get("train"):
-            line(f"trpo-bench TRPO, {num_envs} envs, whole run (with setup)", r["train"])
-            line(f"trpo-bench TRPO, {num_envs} envs, training loop only", r["train"], "sps_loop", cpu=False)
+            path = " (batched path)" if batched else ""
+            line(f"trpo-bench TRPO, {num_envs} envs{path}, whole run", r["train"])
+            line(f"trpo-bench TRPO, {num_envs} envs{path}, loop only", r["train"], "sps_loop", cpu=False)
+        if r.get("train_gymnasium"):
+            line(f"trpo-bench TRPO, {num_envs} envs, gymnasium's envs, whole run", r["train_gymnasium"])
         for key, label in (("sb3", f"sb3-contrib {{v}} TRPO, matched, {num_envs} envs"),
                            ("tianshou", f"Tianshou {{v}} TRPO, matched, {num_envs} envs"),
                            ("train_one_env", "trpo-bench TRPO, 1 env, whole run (with setup)"),
@@ -684,7 +734,12 @@ def main(argv: list[str] | None = None) -> int:
 
         # The targets' ratios: best against best (wall-clock and per CPU-second), then each
         # round's own pair.
+        # "raw:physics": that rate within the raw measurement (the default, "raw", is plain
+        # gymnasium with action_space.sample()).
         pairs = [("TRPO / random-action rate", "train", "raw"),
+                 ("TRPO / MuJoCo physics alone", "train", "raw:physics"),
+                 (f"TRPO / EnvPool random actions, {num_envs} envs", "train", "envpool"),
+                 ("TRPO, batched path / on gymnasium's envs", "train", "train_gymnasium"),
                  (f"trpo-bench / sb3-contrib, matched, {num_envs} envs", "train", "sb3"),
                  (f"trpo-bench / Tianshou, matched, {num_envs} envs", "train", "tianshou"),
                  ("trpo-bench / sb3-contrib, matched, 1 env", "train_one_env", "sb3_one_env"),
@@ -693,14 +748,18 @@ def main(argv: list[str] | None = None) -> int:
                  # trpo-bench's 8, sb3-contrib's 1 (where the issue's 1.7k figure comes from).
                  (f"trpo-bench {num_envs} envs / sb3-contrib 1 env, matched", "train", "sb3_one_env"),
                  ("trpo-bench (defaults) / sb3-contrib, reference", "train", "sb3_reference")]
-        shown = [(n, a, b) for n, a, b in pairs if r.get(a) and r.get(b)]
+        shown = [(n, a, b) for n, a, b in pairs
+                 if r.get(a) and r.get(b.split(":")[0]) and (":" not in b or b.split(":")[1] in r[b.split(":")[0]])]
         if shown:
             print(f"  {'ratios (best / best)':48s} {'wall':>8s} {'/CPU-s':>8s}   round by round (wall), median")
             ratios = r["ratios"] = {}
             for name, a, b in shown:
-                ref = (lambda x: x["gymnasium"]) if b == "raw" else (lambda x: x)
+                b, _, sub = b.partition(":")
+                sub = sub or ("gymnasium" if b == "raw" else "")
+                ref = (lambda x, sub=sub: x[sub]) if sub else (lambda x: x)
                 best = (r[a]["sps"] / ref(r[b])["sps"], r[a]["sps_cpu"] / ref(r[b])["sps_cpu"])
                 each = [x["sps"] / ref(y)["sps"] for x, y in zip(r[f"{a}_rounds"], r[f"{b}_rounds"])]
+                b = f"{b}:{sub}" if sub and sub != "gymnasium" else b
                 ratios[f"{a}/{b}"] = {"best": best[0], "best_cpu": best[1], "rounds": each,
                                       "median": float(np.median(each))}
                 print(f"  {name:48s} {best[0]:8.2f} {best[1]:8.2f}   " + "  ".join(f"{x:.2f}" for x in each)
@@ -722,17 +781,19 @@ def main(argv: list[str] | None = None) -> int:
             per = 1e3 * t["settings"]["steps_per_update"] / t["steps"]
             print(f"\n  where trpo-bench's training time goes ({t['updates']} updates of "
                   f"{t['settings']['steps_per_update']} steps; ms per update):")
-            one = r.get("train_one_env")
-            print(f"    {'':15s} {num_envs:>5d} envs" + (f"   {'1 env':>14s}" if one else ""))
+            cols = [(f"{num_envs} envs", t), ("gymnasium's envs", r.get("train_gymnasium")),
+                    ("1 env", r.get("train_one_env"))]
+            cols = [(label, x) for label, x in cols if x]
+            print(f"    {'':15s}" + "".join(f"{label:>20s}" for label, _ in cols))
             for k in ("collect", "policy_update", "value_fit", "other"):
-                row = f"    {k:15s} {ph[k] * per:8.1f} ms  {100 * ph[k] / total:5.1f}%"
-                if one:
-                    p1 = one["phases"]
-                    row += f"   {p1[k] * 1e3 * one['settings']['steps_per_update'] / one['steps']:8.1f} ms  " \
-                           f"{100 * p1[k] / sum(p1.values()):5.1f}%"
+                row = f"    {k:15s}"
+                for _, x in cols:
+                    px = x["phases"]
+                    row += f"   {px[k] * 1e3 * x['settings']['steps_per_update'] / x['steps']:8.1f} ms " \
+                           f"{100 * px[k] / sum(px.values()):5.1f}%"
                 print(row)
-            print(f"    collect() alone, env step+reset vs our code: {1e3 * cs['env_s']:.1f} ms env, "
-                  f"{1e3 * cs['overhead_s']:.1f} ms ours ({100 * cs['overhead_s'] / cs['collect_s']:.0f}% of collect)")
+            print(f"    collect() alone, the vector env's step (resets included) vs our code: {1e3 * cs['env_s']:.1f} ms "
+                  f"env, {1e3 * cs['overhead_s']:.1f} ms ours ({100 * cs['overhead_s'] / cs['collect_s']:.0f}% of collect)")
             print(f"    settings: {t['settings']}; setup {t['setup_s']:.1f} s")
             for name in ("sb3", "tianshou"):
                 if r.get(name):
