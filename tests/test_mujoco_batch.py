@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from trpo_bench import checkpoint
-from trpo_bench.config import RunConfig
+from trpo_bench.config import RunConfig, validate
 from trpo_bench.envs import VecEnv, make_vec_env
 from trpo_bench.mujoco_batch import MujocoBatchEnv, supports
 from trpo_bench.mujoco_tasks import TASKS
@@ -132,6 +132,8 @@ def test_state_is_plain_and_restores_exactly(env_id):
 
 
 def test_backend_choice():
+    assert validate(RunConfig(env_id="Hopper-v5", env_backend="envpool"), check_env=False) == [
+        "'env_backend' must be one of auto, gymnasium; got 'envpool'"]
     assert supports("Hopper-v5") and not supports("CartPole-v1") and not supports("Hopper-v4")
     assert set(TASKS) >= {"Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5", "Swimmer-v5",
                           "InvertedPendulum-v5", "InvertedDoublePendulum-v5", "Reacher-v5"}
