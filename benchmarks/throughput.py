@@ -704,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
             line("gymnasium, 1 env, pre-drawn actions", step_only)
             if r["raw"].get("physics"):
                 line("  of which MuJoCo physics alone", r["raw"]["physics"])
-            line(f"trpo-bench VecEnv (gymnasium's envs), {num_envs} envs, random", r["raw"]["vecenv"])
+            line(f"trpo-bench VecEnv, {num_envs} gymnasium envs, random", r["raw"]["vecenv"])
             if r["raw"].get("batched"):
                 line(f"trpo-bench batched MuJoCo path, {num_envs} envs, random", r["raw"]["batched"])
         if r.get("envpool"):
@@ -712,11 +712,11 @@ def main(argv: list[str] | None = None) -> int:
         elif "raw" in args.only:
             print("  (EnvPool not installed: pip install envpool==1.2.5 for its row)")
         if r.get("train"):
-            path = " (batched path)" if batched else ""
+            path = ", batched path" if batched else ""
             line(f"trpo-bench TRPO, {num_envs} envs{path}, whole run", r["train"])
             line(f"trpo-bench TRPO, {num_envs} envs{path}, loop only", r["train"], "sps_loop", cpu=False)
         if r.get("train_gymnasium"):
-            line(f"trpo-bench TRPO, {num_envs} envs, gymnasium's envs, whole run", r["train_gymnasium"])
+            line(f"trpo-bench TRPO, {num_envs} gymnasium envs, whole run", r["train_gymnasium"])
         for key, label in (("sb3", f"sb3-contrib {{v}} TRPO, matched, {num_envs} envs"),
                            ("tianshou", f"Tianshou {{v}} TRPO, matched, {num_envs} envs"),
                            ("train_one_env", "trpo-bench TRPO, 1 env, whole run (with setup)"),
