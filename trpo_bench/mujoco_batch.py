@@ -101,8 +101,8 @@ class MujocoBatchEnv:
             dst[...] = src
 
     def reset(self) -> np.ndarray:
-        self._rngs = [np_random(s)[0] for s in self._seeds]
-        self.action_space.seed(self._seeds[0])
+        self._rngs = [np_random(s)[0] for s in self._seeds]  # gymnasium's Env.reset(seed=s)
+        self.action_space.seed(self._seeds[0])  # as VecEnv seeds its first env's (training draws none)
         for i in range(self.num_envs):
             self._reset_env(i)
             self._gather_row(i)
