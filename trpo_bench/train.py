@@ -232,24 +232,53 @@ def run(cfg: RunConfig | None, options: RunOptions | None = None, resume_dir: st
         assert cfg is not None, "run() needs a config or a run to resume"
         run_dir = run_dir_for(cfg, options)
     prepare(cfg)
-    lock = options.lock
-    if lock is None:
-        lock = FileLock(lock_path(run_dir))
+    own_lock = options.lock is None
+    lock = options.lock or FileLock(lock_path(run_dir))
+    if own_lock and lock.is_locked():
+        raise _busy(run_dir, lock)
+    if resuming:
+        # Checked before the lock is taken, so a refused resume writes nothing, not even a lock file.
+        checkpoint = _resumable_checkpoint(RunStore(run_dir), options.trust_checkpoint)
+        done = (RunStore(run_dir).read_status() or {}).get("state") == "done"
+        if done and checkpoint["update"] >= math.ceil(cfg.total_steps / cfg.steps_per_update):
+            return RunResult(run_dir, "done", checkpoint["env_steps"], checkpoint["update"], {})
+    if own_lock:
         try:
             taken = lock.acquire(note=" ".join(sys.argv[:3]))
         except OSError as err:
             raise ConfigError([f"--out {options.out}: cannot write the run store there ({err.strerror or err})"]) \
                 from None
         if not taken:
-            raise ConfigError([f"{run_dir} is being trained by {lock.holder()}; one process at a time trains a run "
-                               "(wait for it to finish, or stop it, then resume)"])
+            raise _busy(run_dir, lock)
     try:
         if not resuming and is_run_dir(run_dir):
             raise ConfigError([f"{run_dir} exists: continue it with --resume {run_dir}, or choose another --out"])
         return _Training(cfg, options, run_dir, resuming=resuming).run()
     finally:
-        if options.lock is None:
+        if own_lock:
             lock.release()
+
+
+def _busy(run_dir: Path, lock: FileLock) -> ConfigError:
+    return ConfigError([f"{run_dir} is being trained by {lock.holder()}; one process at a time trains a run "
+                        "(wait for it to finish, or stop it, then resume)"])
+
+
+def _resumable_checkpoint(store: RunStore, trust: bool) -> dict[str, Any]:
+    """The checkpoint to resume from, after checking that the store agrees with it (reads only)."""
+    from trpo_bench import checkpoint as ckpt
+    from trpo_bench.store import CHECKPOINT
+
+    path = store.path / CHECKPOINT
+    if not path.is_file():
+        raise ConfigError([f"{store.path}: no checkpoint.pt to resume from (the run stopped before its first "
+                           "checkpoint); delete the directory and start the run again"])
+    state, _ = ckpt.load(path, trust=trust)
+    problems = store.check_metrics(state["update"])
+    if problems:
+        raise ConfigError([*problems, "the run store is damaged and its rows cannot be recovered; start the run "
+                                      "again in a new directory"])
+    return state
 
 
 def _stored_run(run_dir: Path, options: RunOptions) -> RunConfig:
@@ -328,6 +357,7 @@ class _Training:
         logger = WandbLogger(self.run_dir, self.run_id, self._wandb_config(), mode=self.options.wandb,
                              project=self.options.project, group=self.options.group or self.options.grid,
                              tags=self.options.tags, resume=self.resuming,
+                             history=self.store.read_metrics() if self.resuming else None,
                              run_key=record.get("wandb_id") or wandb_id(self.run_dir, self.run_id, record.get("grid")))
         progress = Progress(self.run_id, cfg.total_steps, interval=self.options.progress_interval) \
             if self.options.progress else None
@@ -439,16 +469,10 @@ class _Training:
         return RunResult(self.run_dir, "done", env_steps, update, row)
 
     def _checked_checkpoint(self) -> dict[str, Any]:
-        """The checkpoint to resume from, after checking that the store agrees with it."""
-        checkpoint = self.store.load_checkpoint(trust=self.options.trust_checkpoint)
-        if checkpoint is None:
-            raise ConfigError([f"{self.run_dir}: no checkpoint.pt to resume from (the run stopped before its first "
-                               "checkpoint); delete the directory and start the run again"])
-        problems = self.store.check_metrics(checkpoint["update"])
-        if problems:
-            raise ConfigError([*problems, "the run store is damaged: rows cannot be recovered; start the run again "
-                                          "in a new directory"])
-        return checkpoint
+        """The checkpoint, read again under the run's lock (an old-format file the user trusts is
+        rewritten here), after the same checks as before the lock."""
+        _resumable_checkpoint(self.store, self.options.trust_checkpoint)
+        return self.store.load_checkpoint(trust=self.options.trust_checkpoint)
 
     def _extended(self, stored: dict[str, Any]) -> dict[str, Any]:
         """config.json with the raised budget, and a record of the extension."""
