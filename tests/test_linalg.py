@@ -348,7 +348,7 @@ def test_empirical_fisher_estimates_the_fisher_only_at_the_policys_own_actions(k
     """E_{a∼π}[g gᵀ] = F: with actions drawn from π the empirical matrix converges to the exact
     Fisher at the Monte Carlo rate, 1/√(samples). With actions from another distribution (here
     the mean or the most likely action, as when the data came from an older policy) it converges
-    to something else (Kunstner et al. 2019, Sec. 3)."""
+    to something else (Kunstner et al. 2019)."""
     policy, states = small_policy(kind, "tanh", seed=6, batch=4)
     f_exact = kl_hessian(policy, states)  # the mean KL's Hessian over the 4 states (checked above to be F)
     n = f_exact.shape[0]
