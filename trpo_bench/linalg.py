@@ -56,7 +56,8 @@ def mean_kl(policy: Policy, obs: torch.Tensor, old: DistParams) -> torch.Tensor:
 def make_fvp(policy: Policy, obs: torch.Tensor, old: DistParams, damping: float,
              mode: str = "analytic", output: torch.Tensor | None = None,
              actions: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Return ``v -> (F + damping·I) v`` at the current parameters, F the Fisher of π over ``obs``.
+    """Return ``v -> (F + damping·I) v`` at the current parameters, F the Fisher of π over ``obs``
+    (``analytic``, ``autograd``) or the empirical Fisher, the mean of g gᵀ at ``actions``.
 
     ``old`` must hold the distribution at the current parameters, detached. ``output``, if
     given, is ``policy.output(obs)`` with its autograd graph alive (the caller's forward
