@@ -19,7 +19,8 @@ from typing import Any, Mapping
 import yaml
 
 ALGOS = ("trpo", "npg", "pg")
-FVP_MODES = ("analytic", "autograd")
+FVP_MODES = ("analytic", "autograd", "empirical")
+KL_BOUNDS = ("mean", "max")
 VF_BACKENDS = ("numpy", "torch")
 ACTIVATIONS = ("tanh", "relu")
 
@@ -75,7 +76,7 @@ class RunConfig:
 
     # --- natural-gradient methods (trpo, npg)
     # delta = 0.01: Schulman et al. 2015, Sec. 8; Spinning Up, sb3 and Tianshou agree.
-    max_kl: float = _setting(0.01, "trust-region size delta: bound on mean KL(pi_old || pi_new)", "trust_region")
+    max_kl: float = _setting(0.01, "trust-region size delta: bound on KL(pi_old || pi_new) over states, mean or max (kl_bound)", "trust_region")
     # 10 iterations: Schulman et al. 2015, App. C; Spinning Up 10, sb3 15.
     cg_iters: int = _setting(10, "conjugate-gradient iterations", "trust_region")
     # 0.1: modular_rl, Spinning Up, sb3.
@@ -88,7 +89,14 @@ class RunConfig:
     max_backtracks: int = _setting(10, "line-search backtracks before the step is rejected", "trust_region")
     # 1.0 here; Schulman et al. 2015, App. C.1 used 0.1 (sb3: sub_sampling_factor=1).
     fvp_fraction: float = _setting(1.0, "fraction of the batch used in Fisher-vector products, in (0, 1]", "trust_region")
-    fvp: str = _setting("analytic", "Fisher-vector product: analytic (J^T M J v) | autograd (double back-prop)", "trust_region")
+    # empirical: the mean outer product of the scores at the sampled actions, not the Fisher's
+    # expectation over the policy's own actions (Kunstner et al. 2019 on how it can mislead).
+    fvp: str = _setting("analytic", "Fisher-vector product: analytic (J^T M J v) | autograd (double back-prop) | "
+                        "empirical (mean of g g^T at the sampled actions)", "trust_region")
+    # mean: the paper's practical form (Schulman et al. 2015, Sec. 4, Eq. 12; Spinning Up, sb3, Tianshou); max is the
+    # D_KL^max of the paper's Theorem 1. Only TRPO's line search reads it: npg has none and ignores it.
+    kl_bound: str = _setting("mean", "KL over states that the line search holds <= delta: mean | max "
+                             "(trpo only; npg has no line search)", "trust_region")
 
     # --- vanilla policy gradient
     pg_lr: float = _setting(3e-3, "Adam learning rate of vanilla PG", "pg")
@@ -143,6 +151,7 @@ class TrustRegionSettings:
     max_backtracks: int = 10
     fvp_fraction: float = 1.0
     fvp: str = "analytic"
+    kl_bound: str = "mean"  # "max": the line search bounds the largest per-state KL
     line_search: bool = True  # False is natural PG
 
     @classmethod
@@ -150,7 +159,7 @@ class TrustRegionSettings:
         return cls(
             max_kl=cfg.max_kl, cg_iters=cfg.cg_iters, cg_damping=cfg.cg_damping, cg_tol=cfg.cg_tol,
             backtrack_coef=cfg.backtrack_coef, max_backtracks=cfg.max_backtracks,
-            fvp_fraction=cfg.fvp_fraction, fvp=cfg.fvp, line_search=cfg.algo == "trpo",
+            fvp_fraction=cfg.fvp_fraction, fvp=cfg.fvp, kl_bound=cfg.kl_bound, line_search=cfg.algo == "trpo",
         )
 
 
@@ -304,6 +313,7 @@ def validate(cfg: RunConfig, check_env: bool = True) -> list[str]:
 
     need(cfg.algo in ALGOS, f"'algo' must be one of {', '.join(ALGOS)}; got {cfg.algo!r}")
     need(cfg.fvp in FVP_MODES, f"'fvp' must be one of {', '.join(FVP_MODES)}; got {cfg.fvp!r}")
+    need(cfg.kl_bound in KL_BOUNDS, f"'kl_bound' must be one of {', '.join(KL_BOUNDS)}; got {cfg.kl_bound!r}")
     need(cfg.vf_backend in VF_BACKENDS,
          f"'vf_backend' must be one of {', '.join(VF_BACKENDS)}; got {cfg.vf_backend!r}")
     need(cfg.activation in ACTIVATIONS, f"'activation' must be one of {', '.join(ACTIVATIONS)}; got {cfg.activation!r}")
