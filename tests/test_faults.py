@@ -520,6 +520,8 @@ ANALYSIS_BAD = [
     ("evaluate", "STATUS_INVALID", ["--force"], "status.json: not readable JSON"),
     ("report", "STATUS_INVALID", [], "status.json: not readable JSON"),
     ("plot", "STORE", ["--out", "FILE"], "is a file; name a directory"),
+    ("report", "ROW_LOST", [], "metrics.csv: update 2 is missing"),
+    ("plot", "LAST_ROW_LOST", [], "metrics.csv: has 3 update rows, but status.json is at update 4"),
     ("export", "STORE", ["FILE"], "is a file; name a directory"),
 ]
 
@@ -536,6 +538,10 @@ def test_analysis_commands_refuse_bad_input_alike(stored, tmp_path, capsys, comm
         (stored / "status.json").write_text('"x"')
     elif source == "STATUS_INVALID":
         (stored / "status.json").write_text("{")
+    elif source == "ROW_LOST":
+        _drop_metrics_row(2)(stored)
+    elif source == "LAST_ROW_LOST":
+        _drop_metrics_row(4)(stored)
     where = {"EMPTY": tmp_path / "EMPTY", "FILE": tmp_path / "FILE", "MISSING": tmp_path / "MISSING"}
     path = where.get(source, store)
     extra = [str(tmp_path / e) if e in ("FILE", "DEST") else e for e in extra]

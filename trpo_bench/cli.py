@@ -243,13 +243,17 @@ def _readable_runs(paths: list[Path]) -> list[Path]:
         raise ConfigError([f"{', '.join(map(str, paths))} holds no runs (no config.json and status.json below it)"])
     problems: list[str] = []
     for run in runs:
-        problems += RunStore(run).check_records()
+        store = RunStore(run)
+        found = store.check_records()
         metrics = run / METRICS
-        if metrics.is_file():
+        if not found and metrics.is_file():
             try:
                 metrics.read_bytes().decode()
             except UnicodeDecodeError:
-                problems.append(f"{metrics}: not a text file (damaged)")
+                found.append(f"{metrics}: not a text file (damaged)")
+            else:  # every update the status counts has its one row
+                found += store.check_metrics(int(store.read_status().get("updates") or 0), source="status.json")
+        problems += found
     if problems:
         raise ConfigError(problems + ["move the damaged runs aside (or delete them) and run the command again"])
     return list(runs)
