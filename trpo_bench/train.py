@@ -30,7 +30,7 @@ from trpo_bench.envs import IdentityNormalizer, RewardScaler, RunningMeanStd, Ve
 from trpo_bench.evaluate import evaluate_policy
 from trpo_bench.logger import WandbLogger
 from trpo_bench.policies import NumpyActor, ValueNet, make_policy
-from trpo_bench.progress import Progress
+from trpo_bench.progress import Progress, run_detail
 from trpo_bench.rollout import collect
 from trpo_bench.store import METRIC_COLUMNS, RunStore, is_run_dir, make_run_id, safe_name
 from trpo_bench import value as value_fit
@@ -304,7 +304,7 @@ class _Training:
                 self.store.append_metrics(row)
                 logger.log(row)
                 if progress:
-                    progress.update(env_steps, episodes, last_return)
+                    progress.update(env_steps, run_detail(episodes, last_return))
 
                 if update % cfg.checkpoint_every == 0 or update == n_updates:
                     save_checkpoint()
@@ -332,7 +332,7 @@ class _Training:
             venv.close()
             raise
         if progress:
-            progress.update(env_steps, episodes, last_return, final=True)
+            progress.update(env_steps, run_detail(episodes, last_return), final=True)
         self.store.write_status("done", env_steps, cfg.total_steps, update)
         logger.finish()
         stop_signals.restore(old_handlers)

@@ -1,0 +1,147 @@
+"""What runs inside a worker: one run of a grid, with its output in the run's ``train.log``.
+
+:func:`run_task` is the one task function of every backend (a ``spawn`` process of the local
+pool, a Ray task, a SLURM array task). In a local pool worker, SIGTERM and a dead launcher stop
+the run at its next update with a checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from trpo_bench.grid.state import DONE, LOG_FILE, RESTART, RESUMABLE, StopRequest, run_state
+from trpo_bench.locks import FileLock
+
+
+class _WorkerState:
+    def __init__(self):
+        self.stop = threading.Event()  # SIGTERM or an orphaned worker: stop, then leave the process
+        self.training = False
+        self.local = False
+
+
+_WORKER = _WorkerState()
+
+
+def init_local_worker(parent_pid: int) -> None:
+    """Pool initializer. SIGINT is the launcher's to handle (it stops workers through a stop
+    file); SIGTERM (the pool tearing down, a kill of the process group) checkpoints and exits."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    _WORKER.local = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_worker_sigterm)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _on_worker_sigterm(signum, frame) -> None:
+    _WORKER.stop.set()
+    if not _WORKER.training:
+        os._exit(128 + signum)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """A worker whose launcher died stops its run at the next checkpoint and exits."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent_pid:
+            _WORKER.stop.set()
+            if not _WORKER.training:
+                os._exit(1)
+
+
+@contextmanager
+def _output_to(path: Path, append: bool) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors 1 and 2) to ``path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC), 0o644)
+    saved = os.dup(1), os.dup(2)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def run_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Train one run of a grid (in a worker process or a Ray task); return its outcome.
+
+    Outcomes: done | already-done | failed | interrupted | not-started (a stop came first) |
+    locked (another launch holds the run's lock). The run's own record is its directory.
+    """
+    result: dict[str, Any] = {"run_id": task["run_id"], "outcome": "not-started", "error": None,
+                              "host": socket.gethostname(), "pid": os.getpid()}
+    stop = StopRequest(task["stop_path"])
+    if _WORKER.local:
+        stop.flag = _WORKER.stop
+    if stop.is_set():
+        return result
+    lock = FileLock(task["lock_path"])
+    # A launcher's momentary probe may hold the lock; wait briefly before calling it taken.
+    if not lock.acquire(wait=2.0, note=f"grid {task['grid']}"):
+        result.update(outcome="locked", error=f"locked by {lock.holder()}")
+        return result
+    try:
+        run_dir = Path(task["run_dir"])
+        state = run_state(run_dir)
+        if state == DONE:
+            result["outcome"] = "already-done"
+            return result
+        if state == RESTART:  # started before, no checkpoint: start over, keeping only the log
+            for p in run_dir.iterdir():
+                if p.name != LOG_FILE:
+                    shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with _output_to(run_dir / LOG_FILE, append=True):
+            outcome, error = _train(task, run_dir, resume=state == RESUMABLE, stop=stop)
+        result.update(outcome=outcome, error=error)
+    finally:
+        lock.release()
+    if _WORKER.local and _WORKER.stop.is_set():
+        os._exit(1)  # SIGTERM or orphaned: the launcher is gone or tearing the pool down
+    return result
+
+
+def _train(task: dict[str, Any], run_dir: Path, resume: bool, stop: StopRequest) -> tuple[str, str | None]:
+    from trpo_bench.config import build_config
+    from trpo_bench.train import Interrupted, RunOptions, run
+
+    print(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} {'resuming' if resume else 'starting'} {task['run_id']} "
+          f"(grid {task['grid']}, pid {os.getpid()} on {socket.gethostname()})", flush=True)
+    cfg, problems = build_config(task["config"], where="grid")
+    if cfg is None:
+        return "failed", "; ".join(problems)
+    options = RunOptions(out=Path(task["out"]), grid=task["grid"], run_id=task["run_id"], axes=task["axes"],
+                         wandb=task["wandb"], group=task["grid"], progress=True, progress_interval=10.0,
+                         handle_signals=False, stop=stop)
+    _WORKER.training = True
+    try:
+        run(cfg, options, resume_dir=run_dir if resume else None)
+        return "done", None
+    except (Interrupted, KeyboardInterrupt):
+        return "interrupted", None
+    except Exception as err:
+        traceback.print_exc()
+        return "failed", "".join(traceback.format_exception_only(type(err), err)).strip()
+    finally:
+        _WORKER.training = False
+        print(flush=True)
+
