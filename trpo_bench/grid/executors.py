@@ -23,6 +23,7 @@ class Executor(Protocol):
     name: str
     capacity: int  # tasks the launcher keeps in flight at once
     broken: bool  # a worker died and took its pool down; recover() before submitting again
+    keeps_running: bool  # tasks outlive the launcher (SLURM): a stop leaves them running, the launcher leaves
 
     def submit(self, tasks: list[Task]) -> list[Hashable]:
         """Start the tasks; one handle per task, in order."""
@@ -46,6 +47,7 @@ class LocalExecutor:
     """A process pool ('spawn': torch and fork do not mix); one run per task."""
 
     name = "local"
+    keeps_running = False
 
     def __init__(self, workers: int):
         self.workers = self.capacity = workers
@@ -103,6 +105,7 @@ class RayExecutor:
     (max_retries); the re-executed task resumes from the run's checkpoint."""
 
     name = "ray"
+    keeps_running = False
 
     def __init__(self, address: str | None, workers: int | None, retries: int):
         try:

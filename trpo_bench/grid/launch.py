@@ -6,7 +6,6 @@ command finishes a grid that was interrupted or killed.
 
 from __future__ import annotations
 
-import math
 import os
 import shlex
 import signal
@@ -18,6 +17,9 @@ from typing import Hashable
 from trpo_bench import signals as stop_signals
 from trpo_bench.config import ConfigError
 from trpo_bench.grid.executors import Executor, LocalExecutor, RayExecutor, Task
+from trpo_bench.grid.progress import GridSteps, fmt_duration_or_dash, fmt_return, format_table
+from trpo_bench.grid.slurm import SlurmExecutor, live_tasks
+from trpo_bench.grid.slurm_options import OPTIONS, SlurmOptions, check_cluster, with_command_line
 from trpo_bench.grid.spec import Grid, GridRun, load_grid, select, value_key
 from trpo_bench.grid.state import (
     DONE,
@@ -38,8 +40,10 @@ from trpo_bench.grid.state import (
     stored_config_problems,
 )
 from trpo_bench.locks import FileLock
-from trpo_bench.progress import Progress, fmt_duration, fmt_steps
+from trpo_bench.progress import fmt_steps
 from trpo_bench.store import write_json
+
+QUEUED = "queued"  # a SLURM task of an earlier launch is queued or running for the run
 
 # Exit codes of ``trpo-bench grid`` besides 0 (all selected runs done) and 2 (bad grid file).
 EXIT_FAILED = 1  # a run failed after its retries
@@ -56,6 +60,10 @@ def main(args) -> int:
         problems.append(f"--retries must be >= 0; got {args.retries}")
     if args.ray_address and args.backend != "ray":
         problems.append("--ray-address needs --backend ray")
+    slurm_flags = [flag for name, flag in {**OPTIONS, "detach": "--detach"}.items()
+                   if getattr(args, name, None) not in (None, [], False)]
+    if slurm_flags and args.backend != "slurm":
+        problems.append(f"{', '.join(slurm_flags)} need{'s' if len(slurm_flags) == 1 else ''} --backend slurm")
     if problems:
         raise ConfigError(problems)
 
@@ -74,6 +82,12 @@ def main(args) -> int:
     if stored:
         raise ConfigError(stored, str(args.file))
 
+    slurm = None
+    if args.backend == "slurm":
+        slurm, problems = with_command_line(grid.slurm, args, grid.source)
+        problems = problems or check_cluster(slurm)
+        if problems:
+            raise ConfigError(problems, str(args.file))
     states = probe_states(grid_dir, [r.run_id for r in runs])
     combos = len(grid.runs) // max(len(grid.seeds), 1)
     print(f"grid {grid.name} ({grid.source}): {len(grid.runs)} runs = {combos} combinations x "
@@ -86,14 +100,31 @@ def main(args) -> int:
         print(", ".join(f"{n} {s}" for s, n in counts.items() if n)
               + "  (restart: started without a checkpoint, starts over; locked: another launch is training it)")
         return 0
-    return _Launch(args, grid, runs, grid_dir, states).run()
+    unwritable = _unwritable(grid_dir)
+    if unwritable:
+        raise ConfigError([unwritable], str(args.file))
+    return _Launch(args, grid, runs, grid_dir, states, slurm).run()
+
+
+def _unwritable(grid_dir: Path) -> str | None:
+    """Why the run store cannot be written (checked before anything starts or is submitted)."""
+    probe = grid_dir / f".write-test-{socket.gethostname()}-{os.getpid()}"
+    try:
+        grid_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        return f"--out {grid_dir.parent}: cannot write the run store {grid_dir}/ ({err.strerror or err})"
+    return None
 
 
 class _Launch:
     """One ``trpo-bench grid`` launch: schedule, retry, show progress, stop on a signal."""
 
-    def __init__(self, args, grid: Grid, runs: list[GridRun], grid_dir: Path, states: dict[str, str]):
+    def __init__(self, args, grid: Grid, runs: list[GridRun], grid_dir: Path, states: dict[str, str],
+                 slurm: SlurmOptions | None = None):
         self.args, self.grid, self.runs, self.grid_dir, self.states = args, grid, runs, grid_dir, states
+        self.slurm = slurm
         self.run_dirs = {r.run_id: grid_dir / r.run_id for r in runs}
         self.outcome: dict[str, str] = {}  # run id -> final outcome of this launch
         self.errors: dict[str, str] = {}
@@ -129,10 +160,15 @@ class _Launch:
 
     def _run(self, stop_path: Path) -> int:
         args = self.args
+        if args.backend == "slurm":  # a run its SLURM task is training is not another launch's
+            for rid in live_tasks(self.grid_dir, [r.run_id for r in self.runs]):
+                if self.states[rid] != DONE:
+                    self.states[rid] = QUEUED
         order = self._execution_order()
-        todo = [r for r in order if self.states[r.run_id] in (NEW, RESUMABLE, RESTART)]
+        todo = [r for r in order if self.states[r.run_id] in (NEW, RESUMABLE, RESTART, QUEUED)]
         locked = [r for r in self.runs if self.states[r.run_id] == LOCKED]
-        n = {s: sum(1 for v in self.states.values() if v == s) for s in (DONE, RESUMABLE, RESTART, NEW, LOCKED)}
+        n = {s: sum(1 for v in self.states.values() if v == s)
+             for s in (DONE, RESUMABLE, RESTART, NEW, LOCKED, QUEUED)}
         for r in locked:
             holder = run_lock(self.grid_dir, r.run_id).holder()
             self.outcome[r.run_id] = "locked"
@@ -140,21 +176,37 @@ class _Launch:
             print(f"skipping {r.run_id}: being trained by another launch ({holder})", file=sys.stderr)
         workers = min(args.workers or os.cpu_count() or 1, max(len(todo), 1))
         plan = f"{n[DONE]} done (skipped), {n[RESUMABLE]} to resume, {n[NEW] + n[RESTART]} to start"
+        if n[QUEUED]:
+            plan += f", {n[QUEUED]} queued or running in SLURM (attaching)"
         if n[LOCKED]:
             plan += f", {n[LOCKED]} locked by another launch"
         if todo and args.backend == "local":
             plan += f"; {workers} worker processes"
-        elif todo:
+        elif todo and args.backend == "ray":
             plan += f"; Ray {'cluster at ' + args.ray_address if args.ray_address else 'started locally'}"
+        elif todo:
+            plan += f"; SLURM partition {self.slurm.partition or '(default)'}" + \
+                    (f", at most {args.workers} at once" if args.workers else "")
         print(plan, flush=True)
         interrupted = False
         if todo:
-            interrupted = self._schedule(todo, self._executor(workers), stop_path)
+            executor = self._executor(workers)
+            interrupted = self._schedule(todo, executor, None if executor.keeps_running else stop_path)
+            if getattr(args, "detach", False):
+                return self._detached(executor)
         return self._report(interrupted)
+
+    def _detached(self, executor) -> int:
+        jobs = " ".join(executor.job_ids())
+        print(f"submitted: SLURM job {jobs}; the same command attaches to it and shows progress "
+              f"(squeue -j {jobs.replace(' ', ',')}; scancel {jobs} cancels it)")
+        return 0
 
     def _executor(self, workers: int) -> Executor:
         if self.args.backend == "ray":
             return RayExecutor(self.args.ray_address, self.args.workers, self._retries())
+        if self.args.backend == "slurm":
+            return SlurmExecutor(self.grid_dir, self.slurm, self.args.workers, f"trpo-{self.grid.name}")
         return LocalExecutor(workers)
 
     def _retries(self) -> int:
@@ -176,17 +228,19 @@ class _Launch:
                 "lock_path": str(run_lock(self.grid_dir, run.run_id).path.resolve()),
                 "stop_path": str(stop_path.resolve()) if stop_path else None, "wandb": self.args.wandb}
 
-    def _schedule(self, todo: list[GridRun], executor: Executor, stop_path: Path) -> bool:
+    def _schedule(self, todo: list[GridRun], executor: Executor, stop_path: Path | None) -> bool:
         retries = self._retries()
         pending = list(todo)
         attempts = {r.run_id: 0 for r in todo}
         by_id = {r.run_id: r for r in todo}
         inflight: dict[Hashable, str] = {}
-        progress = _GridSteps(self.grid.name, todo, self.run_dirs)
+        progress = GridSteps(self.grid.name, todo, self.run_dirs)
         finished = 0
         old = self._install_signals(stop_path)
         try:
             while pending or inflight:
+                if self.stopping and executor.keeps_running:
+                    break  # SLURM keeps the tasks; a relaunch attaches to them
                 free = executor.capacity - len(inflight)
                 if pending and free > 0 and not self.stopping:
                     batch, pending = pending[:free], pending[free:]
@@ -195,6 +249,8 @@ class _Launch:
                         progress.running.add(run.run_id)
                     handles = executor.submit([self._task(run, stop_path) for run in batch])
                     inflight.update({h: run.run_id for h, run in zip(handles, batch)})
+                    if getattr(self.args, "detach", False):
+                        return False
                 if not inflight:
                     break
                 for handle in executor.wait(list(inflight), timeout=0.5):
@@ -203,25 +259,26 @@ class _Launch:
                     res = executor.result(handle)
                     outcome, error = res.get("outcome"), res.get("error")
                     progress.refresh(rid)
-                    if outcome in ("failed", "crashed") and attempts[rid] <= retries and not self.stopping:
+                    if outcome in ("failed", "crashed") and res.get("retryable", True) \
+                            and attempts[rid] <= retries and not self.stopping:
                         progress.event(f"failed   {rid}: {error}; log {self.run_dirs[rid] / LOG_FILE}; "
                                        f"retrying ({attempts[rid]}/{retries})")
                         pending.insert(0, by_id[rid])
                         continue
                     self.outcome[rid], self.errors[rid] = outcome, error or ""
-                    if outcome in ("done", "already-done", "failed", "crashed", "locked"):
+                    if outcome in ("done", "already-done", "failed", "crashed", "locked", "cancelled"):
                         finished += 1
                     if outcome in ("done", "already-done"):
                         progress.done += 1
                         s = run_summary(self.run_dirs[rid])
-                        progress.event(f"[{finished}/{len(todo)}] done     {rid}  return {_fmt_return(s['return'])}"
+                        progress.event(f"[{finished}/{len(todo)}] done     {rid}  return {fmt_return(s['return'])}"
                                        + ("  (by another launch)" if outcome == "already-done" else ""))
                     elif outcome in ("failed", "crashed"):
                         progress.failed += 1
                         progress.event(f"[{finished}/{len(todo)}] FAILED   {rid}: {error}; "
                                        f"log {self.run_dirs[rid] / LOG_FILE}")
-                    elif outcome == "locked":
-                        progress.event(f"[{finished}/{len(todo)}] skipped  {rid}: {error}")
+                    elif outcome in ("locked", "cancelled"):
+                        progress.event(f"[{finished}/{len(todo)}] {outcome:<8} {rid}: {error}")
                     elif outcome == "interrupted":
                         progress.event(f"stopped  {rid} at {fmt_steps(progress.steps[rid])} steps (checkpoint)")
                 if executor.broken and not self.stopping:
@@ -240,11 +297,14 @@ class _Launch:
                 executor.close()
         return self.stopping or self.aborted
 
-    def _install_signals(self, stop_path: Path) -> dict | None:
+    def _install_signals(self, stop_path: Path | None) -> dict | None:
         def on_signal(signum, frame):
             if self.stopping:  # second signal: abort without waiting for checkpoints
                 raise KeyboardInterrupt
             self.stopping = True
+            if stop_path is None:  # SLURM: the tasks are the cluster's; only the launcher leaves
+                print(f"\n{signal.Signals(signum).name}: leaving the SLURM tasks running", file=sys.stderr, flush=True)
+                return
             stop_path.parent.mkdir(parents=True, exist_ok=True)
             stop_path.touch()
             print(f"\n{signal.Signals(signum).name}: stopping; running runs checkpoint after their current update "
@@ -254,41 +314,54 @@ class _Launch:
 
     # ---------------------------------------------------------------- the end
     def _report(self, interrupted: bool) -> int:
-        rows, failed, locked, not_done = [], [], [], []
+        rows, failed, locked, cancelled, not_done = [], [], [], [], []
         for run in self.runs:
             rid = run.run_id
             s = run_summary(self.run_dirs[rid])
             state = s["state"]
             outcome = self.outcome.get(rid)
-            if outcome == "locked":
-                state = "locked"
-                locked.append(rid)
+            if outcome in ("locked", "cancelled"):
+                state = outcome
+                (locked if outcome == "locked" else cancelled).append(rid)
             elif outcome in ("failed", "crashed") and state != "failed":
                 state = "failed"
             if state == "failed":
                 failed.append(rid)
             if state != "done":
                 not_done.append(rid)
-            rows.append([rid, state, f"{int(s['env_steps']):,}", _fmt_return(s["return"]),
-                         _fmt_duration(s["wall"])])
+            rows.append([rid, state, f"{int(s['env_steps']):,}", fmt_return(s["return"]),
+                         fmt_duration_or_dash(s["wall"])])
         print()
         print(format_table(["run id", "state", "steps", "final return", "wall"], rows, right={2, 3, 4}))
         done = len(self.runs) - len(not_done)
         print(f"\n{done}/{len(self.runs)} runs done"
-              + (f", {len(failed)} failed" if failed else "") + (f", {len(locked)} locked" if locked else "")
+              + "".join(f", {len(ids)} {what}" for ids, what in
+                        ((failed, "failed"), (cancelled, "cancelled"), (locked, "locked")) if ids)
               + f"; run store {self.grid_dir}/")
+        # train.run marks failures that a rerun cannot change (bad input, a corrupt store, non-finite values)
+        final = [rid for rid in failed if (read_status(self.run_dirs[rid]) or {}).get("retryable") is False]
         for rid in failed:
             print(f"  failed: {rid}: {self.errors.get(rid) or status_error(self.run_dirs[rid])}\n"
                   f"          log: {self.run_dirs[rid] / LOG_FILE}")
         if interrupted:
-            print(f"\ninterrupted: unfinished runs stopped at a checkpoint. Resume with the same command:\n"
-                  f"  {resume_command()}", file=sys.stderr)
+            where = ("the SLURM tasks keep running; attach to them" if self.args.backend == "slurm"
+                     else "unfinished runs stopped at a checkpoint. Resume")
+            print(f"\ninterrupted: {where} with the same command:\n  {resume_command()}", file=sys.stderr)
             return EXIT_INTERRUPTED
         if not self.args.no_analysis and done:
             self._analysis()
-        if failed:
-            print(f"\n{len(failed)} run(s) failed; rerun the same command to retry them "
+        if len(final) < len(failed):
+            print(f"\n{len(failed) - len(final)} run(s) failed; rerun the same command to retry them "
                   "(they resume from their checkpoint)", file=sys.stderr)
+        if final:
+            print(f"\n{len(final)} run(s) failed for a reason a rerun does not change; fix it, then rerun:",
+                  file=sys.stderr)
+            for rid in final:
+                print(f"  {rid}: {status_error(self.run_dirs[rid])}", file=sys.stderr)
+        if cancelled:
+            print(f"\n{len(cancelled)} run(s) were cancelled in SLURM; rerun the same command to resume them",
+                  file=sys.stderr)
+        if failed or cancelled:
             return EXIT_FAILED
         if locked:
             print(f"\n{len(locked)} run(s) were being trained by another launch; rerun when it has finished",
@@ -316,58 +389,5 @@ class _Launch:
         print(f"figures: {len(list(paths or []))} files in {out}/; report: {report}")
 
 
-class _GridSteps:
-    """A grid's steps (each run's ``env_steps`` from its status.json, written after every update)
-    and its done / running / failed counts, shown through one :class:`Progress` line."""
-
-    def __init__(self, grid: str, runs: list[GridRun], run_dirs: dict[str, Path], interval: float = 30.0):
-        self.run_dirs = run_dirs
-        self.total = {r.run_id: r.config.total_steps for r in runs}
-        self.steps = {rid: 0 for rid in self.total}
-        for rid in self.total:
-            self.refresh(rid)
-        self.done = self.failed = 0
-        self.running: set[str] = set()
-        self.display = Progress(f"[{grid}]", sum(self.total.values()), interval=interval)
-
-    def refresh(self, rid: str) -> None:
-        status = read_status(self.run_dirs[rid])
-        if status is not None:
-            self.steps[rid] = min(int(status.get("env_steps", 0)), self.total[rid])
-
-    def _now(self) -> tuple[int, str]:
-        for rid in self.running:
-            self.refresh(rid)
-        detail = f"{self.done}/{len(self.total)} done, {len(self.running)} running, {self.failed} failed"
-        return sum(self.steps.values()), detail
-
-    def tick(self) -> None:
-        self.display.update(*self._now())
-
-    def event(self, text: str) -> None:
-        self.display.event(text)
-
-    def finish(self) -> None:
-        self.display.finish(*self._now())
-
-
-def format_table(header: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-
-    def fmt(row):
-        return "  ".join(str(x).rjust(w) if i in right else str(x).ljust(w)
-                         for i, (x, w) in enumerate(zip(row, widths))).rstrip()
-
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
-
-
 def resume_command() -> str:
     return " ".join(["trpo-bench"] + [shlex.quote(a) for a in sys.argv[1:]]) if sys.argv else "trpo-bench grid ..."
-
-
-def _fmt_return(x: float) -> str:
-    return "-" if not math.isfinite(x) else f"{x:.1f}"
-
-
-def _fmt_duration(seconds: float) -> str:
-    return fmt_duration(seconds) if math.isfinite(seconds) else "-"

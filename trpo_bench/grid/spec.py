@@ -26,9 +26,10 @@ from trpo_bench.config import (
     read_yaml,
     suggest,
 )
+from trpo_bench.grid.slurm_options import SlurmOptions, parse_section
 from trpo_bench.store import make_run_id, safe_name
 
-TOP_LEVEL_KEYS = ("name", "description", "base", "axes", "seeds", "include", "exclude", "overrides")
+TOP_LEVEL_KEYS = ("name", "description", "base", "axes", "seeds", "include", "exclude", "overrides", "slurm")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Grid:
     seeds: list[int]
     runs: list[GridRun]  # combination-major: all seeds of a combination together
     warnings: list[str] = field(default_factory=list)
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)  # the file's ``slurm:`` section
 
     def record(self) -> dict[str, Any]:
         """The content of ``grid.json`` (read by the analysis package)."""
@@ -247,6 +249,7 @@ def expand(data: Any, source: str = "<grid>", default_name: str = "grid", check_
             axes[key] = good
 
     seeds = _seeds(data.get("seeds"), problems)
+    slurm = parse_section(data.get("slurm"), problems.add)
 
     def entries(section: str) -> list[Any]:
         raw = data.get(section) or []
@@ -351,7 +354,8 @@ def expand(data: Any, source: str = "<grid>", default_name: str = "grid", check_
 
     if problems.lines:
         raise ConfigError(problems.lines, source)
-    return Grid(name=name, source=source, axes=axis_values, seeds=seeds, runs=list(runs.values()), warnings=warnings)
+    return Grid(name=name, source=source, axes=axis_values, seeds=seeds, runs=list(runs.values()), warnings=warnings,
+                slurm=slurm)
 
 
 def _check_envs(candidates: list[tuple[RunConfig, dict[str, str]]], problems: _Problems) -> None:

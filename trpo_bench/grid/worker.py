@@ -19,15 +19,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from trpo_bench.grid.state import DONE, LOG_FILE, RESTART, RESUMABLE, StopRequest, run_state
+from trpo_bench.grid.state import DONE, LOG_FILE, RESTART, RESUMABLE, StopRequest, read_status, run_state
 from trpo_bench.locks import FileLock
 
 
 class _WorkerState:
     def __init__(self):
-        self.stop = threading.Event()  # SIGTERM or an orphaned worker: stop, then leave the process
+        self.stop = threading.Event()  # this process's signals (or an orphaned pool worker) stop its run
         self.training = False
-        self.local = False
+        self.local = False  # a local pool worker: it leaves the process once stopped
+        self.signals = False  # the run stops on this process's signals (pool worker, SLURM task)
 
 
 _WORKER = _WorkerState()
@@ -38,10 +39,25 @@ def init_local_worker(parent_pid: int) -> None:
     file); SIGTERM (the pool tearing down, a kill of the process group) checkpoints and exits."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
-    _WORKER.local = True
+    _WORKER.local = _WORKER.signals = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_worker_sigterm)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
+def handle_stop_signals(signums: tuple[int, ...]) -> list[int]:
+    """A task process of its own (a SLURM array task): each of ``signums`` stops the run after
+    its current update, with a checkpoint. Returns the list the received signals are added to."""
+    received: list[int] = []
+
+    def on_signal(signum, frame) -> None:
+        received.append(signum)
+        _WORKER.stop.set()
+
+    for s in signums:
+        signal.signal(s, on_signal)
+    _WORKER.signals = True
+    return received
 
 
 def _on_worker_sigterm(signum, frame) -> None:
@@ -90,7 +106,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"run_id": task["run_id"], "outcome": "not-started", "error": None,
                               "host": socket.gethostname(), "pid": os.getpid()}
     stop = StopRequest(task["stop_path"])
-    if _WORKER.local:
+    if _WORKER.signals:
         stop.flag = _WORKER.stop
     if stop.is_set():
         return result
@@ -113,6 +129,8 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         with _output_to(run_dir / LOG_FILE, append=True):
             outcome, error = _train(task, run_dir, resume=state == RESUMABLE, stop=stop)
         result.update(outcome=outcome, error=error)
+        if outcome == "failed":  # train.run records whether a rerun can change anything
+            result["retryable"] = (read_status(run_dir) or {}).get("retryable") is not False
     finally:
         lock.release()
     if _WORKER.local and _WORKER.stop.is_set():
