@@ -14,8 +14,15 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from trpo_bench.linalg import (conjugate_gradient, flat_grad, flat_params, make_fvp, mean_kl, set_flat_params,
-                               subsample_indices)
+from trpo_bench.linalg import (
+    conjugate_gradient,
+    flat_grad,
+    flat_params,
+    make_fvp,
+    mean_kl,
+    set_flat_params,
+    subsample_indices,
+)
 from trpo_bench.policies import CategoricalPolicy, GaussianPolicy
 
 F64 = torch.float64

@@ -24,6 +24,7 @@ import torch
 
 from trpo_bench import algos
 from trpo_bench import signals as stop_signals
+from trpo_bench import value as value_fit
 from trpo_bench.algos.common import PolicyBatch
 from trpo_bench.config import ConfigError, PGSettings, RunConfig, TrustRegionSettings, ValueSettings, prepare
 from trpo_bench.envs import IdentityNormalizer, RewardScaler, RunningMeanStd, VecEnv, action_bounds
@@ -33,7 +34,6 @@ from trpo_bench.policies import NumpyActor, ValueNet, make_policy
 from trpo_bench.progress import Progress, run_detail
 from trpo_bench.rollout import collect
 from trpo_bench.store import METRIC_COLUMNS, RunStore, is_run_dir, make_run_id, safe_name
-from trpo_bench import value as value_fit
 
 
 class Interrupted(Exception):
@@ -300,7 +300,8 @@ class _Training:
                 row = self._row(env_steps, update, time.perf_counter() - start, cfg.steps_per_update / (t3 - t0),
                                 (t0, t1, t2, t3), batch, pstats.metrics(), vstats.metrics())
                 if cfg.eval_every and update % cfg.eval_every == 0:
-                    row["eval/return_mean"] = evaluate(agent, cfg.env_id, cfg.eval_episodes, cfg.seed + 1_000_003 * update)
+                    row["eval/return_mean"] = evaluate(agent, cfg.env_id, cfg.eval_episodes,
+                                                       cfg.seed + 1_000_003 * update)
                 self.store.append_metrics(row)
                 logger.log(row)
                 if progress:
