@@ -449,3 +449,31 @@ def test_one_progress_line_for_a_run_and_a_grid(monkeypatch):
     assert lines[0] == "[g]  1,000/4,000 steps (25%)  0/2 done  100 steps/s  ETA 0:30"
     assert lines[1] == "[1/2] done     a"
     assert lines[2] == "[g]  3,000/4,000 steps (75%)  1/2 done  150 steps/s  ETA 0:06"
+
+
+def test_summary_advises_a_rerun_only_for_failures_a_rerun_can_change(tmp_path, capsys):
+    """train.run marks a failure ``retryable: false`` when a rerun would fail the same way (bad input,
+    a corrupt store, non-finite values): the summary prints its error instead of advising a rerun."""
+    import argparse
+
+    from trpo_bench.grid.launch import EXIT_FAILED, _Launch
+    from trpo_bench.store import write_json
+
+    grid = expand(TINY, "tiny.yaml")
+    runs = grid.runs[:2]
+    grid_dir = tmp_path / "tiny"
+    for run, retryable in zip(runs, (False, None)):
+        status = {"state": "failed", "env_steps": 512, "total_steps": 2048, "updates": 1,
+                  "error": f"ValueError: broke {run.run_id}"}
+        if retryable is not None:
+            status["retryable"] = retryable
+        (grid_dir / run.run_id).mkdir(parents=True)
+        write_json(grid_dir / run.run_id / "status.json", status)
+    args = argparse.Namespace(backend="local", no_analysis=True)
+    launch = _Launch(args, grid, runs, grid_dir, {r.run_id: "resumable" for r in runs})
+    launch.outcome = {r.run_id: "failed" for r in runs}
+    assert launch._report(interrupted=False) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "1 run(s) failed; rerun the same command to retry them" in err
+    assert (f"1 run(s) failed for a reason a rerun does not change; fix it, then rerun:\n"
+            f"  {runs[0].run_id}: ValueError: broke {runs[0].run_id}") in err
