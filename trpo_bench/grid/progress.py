@@ -21,18 +21,22 @@ class GridSteps:
         for rid in self.total:
             self.refresh(rid)
         self.done = self.failed = 0
-        self.running: set[str] = set()
+        self.running: set[str] = set()  # submitted and not ended: training, or waiting to start
         self.display = Progress(f"[{grid}]", sum(self.total.values()), interval=interval)
 
-    def refresh(self, rid: str) -> None:
+    def refresh(self, rid: str) -> bool:
+        """Read the run's steps; True when it is training now (not waiting for a worker or a SLURM slot)."""
         status = read_status(self.run_dirs[rid])
-        if status is not None:
-            self.steps[rid] = min(int(status.get("env_steps", 0)), self.total[rid])
+        if status is None:
+            return False
+        self.steps[rid] = min(int(status.get("env_steps", 0)), self.total[rid])
+        return status.get("state") == "running"
 
     def _now(self) -> tuple[int, str]:
-        for rid in self.running:
-            self.refresh(rid)
-        detail = f"{self.done}/{len(self.total)} done, {len(self.running)} running, {self.failed} failed"
+        training = sum(self.refresh(rid) for rid in self.running)
+        waiting = len(self.running) - training
+        detail = (f"{self.done}/{len(self.total)} done, {training} running"
+                  + (f", {waiting} waiting" if waiting else "") + f", {self.failed} failed")
         return sum(self.steps.values()), detail
 
     def tick(self) -> None:
