@@ -477,3 +477,13 @@ def test_summary_advises_a_rerun_only_for_failures_a_rerun_can_change(tmp_path, 
     assert "1 run(s) failed; rerun the same command to retry them" in err
     assert (f"1 run(s) failed for a reason a rerun does not change; fix it, then rerun:\n"
             f"  {runs[0].run_id}: ValueError: broke {runs[0].run_id}") in err
+
+
+def test_an_unwritable_run_store_is_refused_before_anything_starts(tmp_path, capsys):
+    path = write_grid(tmp_path / "tiny.yaml", TINY)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")  # a file where the store's directory should be (root ignores permissions)
+    assert cli.main(grid_args(path, blocker / "runs")) == 2
+    err = capsys.readouterr().err
+    assert f"--out {blocker / 'runs'}: cannot write the run store {blocker / 'runs' / 'tiny'}/ (Not a directory)" in err
+    assert blocker.read_text() == ""

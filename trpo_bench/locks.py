@@ -57,7 +57,7 @@ class FileLock:
 
         try:
             fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return False
         try:
             deadline = time.monotonic() + wait

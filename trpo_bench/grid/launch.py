@@ -88,6 +88,10 @@ def main(args) -> int:
         problems = problems or check_cluster(slurm)
         if problems:
             raise ConfigError(problems, str(args.file))
+    if not args.dry_run:
+        unwritable = _unwritable(grid_dir)
+        if unwritable:
+            raise ConfigError([unwritable], str(args.file))
     states = probe_states(grid_dir, [r.run_id for r in runs])
     combos = len(grid.runs) // max(len(grid.seeds), 1)
     print(f"grid {grid.name} ({grid.source}): {len(grid.runs)} runs = {combos} combinations x "
@@ -100,9 +104,6 @@ def main(args) -> int:
         print(", ".join(f"{n} {s}" for s, n in counts.items() if n)
               + "  (restart: started without a checkpoint, starts over; locked: another launch is training it)")
         return 0
-    unwritable = _unwritable(grid_dir)
-    if unwritable:
-        raise ConfigError([unwritable], str(args.file))
     return _Launch(args, grid, runs, grid_dir, states, slurm).run()
 
 
