@@ -225,9 +225,9 @@ def _partition_default_time(partition: str | None) -> str:
 def add_slurm_arguments(parser) -> None:
     """``trpo-bench grid``'s SLURM options (each also settable in the grid file's ``slurm:`` section)."""
     g = parser.add_argument_group("SLURM (--backend slurm; the grid file's slurm: section sets the same)")
-    g.add_argument("--partition", help="partition (default: the cluster's default partition)")
+    g.add_argument("--partition", metavar="NAME", help="partition (default: the cluster's default partition)")
     g.add_argument("--time", help="time limit per run: minutes, HH:MM:SS or D-HH:MM (default: the partition's)")
-    g.add_argument("--cpus-per-run", dest="cpus_per_run", type=int, help="CPUs per run (default: 1)")
+    g.add_argument("--cpus-per-run", dest="cpus_per_run", type=int, metavar="N", help="CPUs per run (default: 1)")
     g.add_argument("--mem", help="memory per run, e.g. 4G (default: the cluster's)")
     g.add_argument("--account", help="account to charge")
     g.add_argument("--qos", help="quality of service")
