@@ -18,6 +18,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -88,8 +89,8 @@ def main() -> int:
         cluster = SlurmCluster(Path(tempfile.mkdtemp(prefix="slurm", dir="/tmp")))
         cluster.start()
         os.environ.update(cluster.env)
+    work = Path(tempfile.mkdtemp(prefix="slurm-overhead-"))
     try:
-        work = Path(tempfile.mkdtemp(prefix="slurm-overhead-"))
         path = work / "six.yaml"
         path.write_text(yaml.safe_dump(GRID, sort_keys=False))
         local = _timed(_grid_cmd(path, work / "local", "--workers", str(args.workers)))
@@ -103,6 +104,8 @@ def main() -> int:
     finally:
         if cluster is not None:
             cluster.stop()
+            shutil.rmtree(cluster.root, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     mean = {k: statistics.mean(p[k] for p in phases) for k in phases[0]}
     print(f"6 runs, {GRID['base']['total_steps']:,} CartPole steps each, {os.cpu_count()} CPUs")
     print(f"  local pool ({args.workers} workers): {local:6.1f} s")
