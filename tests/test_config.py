@@ -7,8 +7,16 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from trpo_bench.config import (DEFAULTS, ConfigError, RunConfig, TrustRegionSettings, build_config, load_run_config,
-                               prepare, validate)
+from trpo_bench.config import (
+    DEFAULTS,
+    ConfigError,
+    RunConfig,
+    TrustRegionSettings,
+    build_config,
+    load_run_config,
+    prepare,
+    validate,
+)
 from trpo_bench.train import RunOptions, run
 
 

@@ -153,8 +153,8 @@ def test_a_task_whose_optional_package_is_missing_is_one_line(tmp_path, capsys):
         pytest.skip("Box2D is installed here")
     except ImportError:
         pass
-    err = expect_refused(capsys, ["train", "--env", "CarRacing-v3", "--out", str(tmp_path / "r"),
-                                  "--wandb", "disabled"], "'env_id' 'CarRacing-v3' needs a package that is not installed")
+    argv = ["train", "--env", "CarRacing-v3", "--out", str(tmp_path / "r"), "--wandb", "disabled"]
+    err = expect_refused(capsys, argv, "'env_id' 'CarRacing-v3' needs a package that is not installed")
     assert len(err.strip().splitlines()) <= 3
     assert not (tmp_path / "r").exists()
 
@@ -218,7 +218,8 @@ DAMAGE = {
     "checkpoint-empty": (lambda d: (d / "checkpoint.pt").write_bytes(b""), "checkpoint.pt: damaged"),
     "checkpoint-missing": (lambda d: (d / "checkpoint.pt").unlink(), "no checkpoint.pt to resume from"),
     "metrics-row-lost": (_drop_metrics_row(2), "metrics.csv: update 2 is missing"),
-    "metrics-last-row-lost": (_drop_metrics_row(4), "metrics.csv: has 3 update rows, but the checkpoint is at update 4"),
+    "metrics-last-row-lost": (_drop_metrics_row(4),
+                              "metrics.csv: has 3 update rows, but the checkpoint is at update 4"),
     "metrics-row-repeated": (_repeat_metrics_row, "metrics.csv: update 2 appears again after update 2"),
     "metrics-missing": (lambda d: (d / "metrics.csv").unlink(), "metrics.csv: missing"),
 }
@@ -479,7 +480,8 @@ def test_wandb_online_without_a_server_falls_back_to_offline_once(tmp_path, key,
         env["WANDB_API_KEY"] = key
     t0 = time.time()
     res = subprocess.run([sys.executable, "-m", "trpo_bench.cli", "train", "--steps", "512", "--out",
-                          str(tmp_path / "r"), "--wandb", "online", "--quiet", *QUICK], capture_output=True, text=True, timeout=180, env=env)
+                          str(tmp_path / "r"), "--wandb", "online", "--quiet", *QUICK],
+                         capture_output=True, text=True, timeout=180, env=env)
     assert res.returncode == 0, res.stderr
     assert time.time() - t0 < 60
     assert res.stderr.count(needle) == 1 and "wandb sync" in res.stderr

@@ -15,8 +15,15 @@ import torch
 from torch.distributions import Categorical, Independent, Normal
 from torch.func import functional_call
 
-from trpo_bench.linalg import (conjugate_gradient, flat_grad, flat_params, make_fvp, mean_kl, set_flat_params,
-                               subsample_indices)
+from trpo_bench.linalg import (
+    conjugate_gradient,
+    flat_grad,
+    flat_params,
+    make_fvp,
+    mean_kl,
+    set_flat_params,
+    subsample_indices,
+)
 from trpo_bench.policies import CategoricalPolicy, GaussianPolicy
 
 F64 = torch.float64

@@ -246,7 +246,8 @@ def test_user_env_module_is_registered(tmp_path):
     pkg.mkdir()
     (pkg / "my_envs.py").write_text(
         "import gymnasium as gym\n"
-        "gym.register('MyCartPole-v0', entry_point='gymnasium.envs.classic_control:CartPoleEnv', max_episode_steps=50)\n")
+        "gym.register('MyCartPole-v0', entry_point='gymnasium.envs.classic_control:CartPoleEnv',"
+        " max_episode_steps=50)\n")
     res = cli("train", "--env", "my_envs:MyCartPole-v0", "--steps", "512", "--out", str(tmp_path / "r"),
               "--wandb", "disabled", "--quiet", *QUICK, env={"PYTHONPATH": str(pkg)})
     assert res.returncode == 0, res.stderr

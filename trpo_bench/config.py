@@ -303,60 +303,76 @@ def build_config(values: Mapping[str, Any], base: RunConfig | None = None, where
     return (cfg if not problems else None), problems
 
 
+@dataclass(frozen=True)
+class Problem:
+    """A problem with a config: the settings it involves and what is wrong."""
+
+    fields: tuple[str, ...]
+    message: str
+
+
 def validate(cfg: RunConfig, check_env: bool = True) -> list[str]:
     """Every problem with ``cfg``, each naming the setting and the allowed values."""
-    p: list[str] = []
+    return [p.message for p in check(cfg, check_env)]
 
-    def need(ok: bool, msg: str) -> None:
+
+def check(cfg: RunConfig, check_env: bool = True) -> list[Problem]:
+    """Every problem with ``cfg`` as (settings involved, message): a grid file names the
+    places those settings come from without reading the message."""
+    p: list[Problem] = []
+
+    def need(fields: tuple[str, ...], ok: bool, msg: str) -> None:
         if not ok:
-            p.append(msg)
+            p.append(Problem(fields, msg))
 
-    need(cfg.algo in ALGOS, f"'algo' must be one of {', '.join(ALGOS)}; got {cfg.algo!r}")
-    need(cfg.fvp in FVP_MODES, f"'fvp' must be one of {', '.join(FVP_MODES)}; got {cfg.fvp!r}")
-    need(cfg.kl_bound in KL_BOUNDS, f"'kl_bound' must be one of {', '.join(KL_BOUNDS)}; got {cfg.kl_bound!r}")
-    need(cfg.vf_backend in VF_BACKENDS,
+    need(("algo",), cfg.algo in ALGOS, f"'algo' must be one of {', '.join(ALGOS)}; got {cfg.algo!r}")
+    need(("fvp",), cfg.fvp in FVP_MODES, f"'fvp' must be one of {', '.join(FVP_MODES)}; got {cfg.fvp!r}")
+    need(("kl_bound",), cfg.kl_bound in KL_BOUNDS,
+         f"'kl_bound' must be one of {', '.join(KL_BOUNDS)}; got {cfg.kl_bound!r}")
+    need(("vf_backend",), cfg.vf_backend in VF_BACKENDS,
          f"'vf_backend' must be one of {', '.join(VF_BACKENDS)}; got {cfg.vf_backend!r}")
-    need(cfg.activation in ACTIVATIONS, f"'activation' must be one of {', '.join(ACTIVATIONS)}; got {cfg.activation!r}")
-    need(cfg.total_steps >= 1, f"'total_steps' must be >= 1; got {cfg.total_steps}")
-    need(cfg.num_envs >= 1, f"'num_envs' must be >= 1; got {cfg.num_envs}")
-    need(cfg.steps_per_update >= 1, f"'steps_per_update' must be >= 1; got {cfg.steps_per_update}")
+    need(("activation",), cfg.activation in ACTIVATIONS, f"'activation' must be one of {', '.join(ACTIVATIONS)}; got {cfg.activation!r}")
+    need(("total_steps",), cfg.total_steps >= 1, f"'total_steps' must be >= 1; got {cfg.total_steps}")
+    need(("num_envs",), cfg.num_envs >= 1, f"'num_envs' must be >= 1; got {cfg.num_envs}")
+    need(("steps_per_update",), cfg.steps_per_update >= 1, f"'steps_per_update' must be >= 1; got {cfg.steps_per_update}")
     if cfg.num_envs >= 1 and cfg.steps_per_update >= 1:
-        need(cfg.steps_per_update % cfg.num_envs == 0,
+        need(("steps_per_update", "num_envs"), cfg.steps_per_update % cfg.num_envs == 0,
              f"'steps_per_update' ({cfg.steps_per_update}) must be a multiple of 'num_envs' ({cfg.num_envs})")
-    need(0.0 <= cfg.gamma <= 1.0, f"'gamma' must be in [0, 1]; got {cfg.gamma}")
-    need(0.0 <= cfg.gae_lambda <= 1.0, f"'gae_lambda' must be in [0, 1]; got {cfg.gae_lambda}")
-    need(len(cfg.hidden_sizes) >= 1 and all(h >= 1 for h in cfg.hidden_sizes),
+    need(("gamma",), 0.0 <= cfg.gamma <= 1.0, f"'gamma' must be in [0, 1]; got {cfg.gamma}")
+    need(("gae_lambda",), 0.0 <= cfg.gae_lambda <= 1.0, f"'gae_lambda' must be in [0, 1]; got {cfg.gae_lambda}")
+    need(("hidden_sizes",), len(cfg.hidden_sizes) >= 1 and all(h >= 1 for h in cfg.hidden_sizes),
          f"'hidden_sizes' must be a non-empty list of positive integers; got {list(cfg.hidden_sizes)}")
-    need(math.isfinite(cfg.max_kl) and cfg.max_kl > 0, f"'max_kl' (delta) must be > 0; got {cfg.max_kl}")
-    need(cfg.cg_iters >= 1, f"'cg_iters' must be >= 1; got {cfg.cg_iters}")
-    need(cfg.cg_damping >= 0, f"'cg_damping' must be >= 0; got {cfg.cg_damping}")
-    need(cfg.cg_tol >= 0, f"'cg_tol' must be >= 0; got {cfg.cg_tol}")
-    need(0 < cfg.backtrack_coef < 1, f"'backtrack_coef' must be in (0, 1); got {cfg.backtrack_coef}")
-    need(cfg.max_backtracks >= 0, f"'max_backtracks' must be >= 0; got {cfg.max_backtracks}")
-    need(0 < cfg.fvp_fraction <= 1, f"'fvp_fraction' must be in (0, 1]; got {cfg.fvp_fraction}")
-    need(cfg.pg_lr > 0, f"'pg_lr' must be > 0; got {cfg.pg_lr}")
-    need(cfg.pg_epochs >= 1, f"'pg_epochs' must be >= 1; got {cfg.pg_epochs}")
-    need(cfg.vf_lr > 0, f"'vf_lr' must be > 0; got {cfg.vf_lr}")
-    need(cfg.vf_epochs >= 0, f"'vf_epochs' must be >= 0; got {cfg.vf_epochs}")
-    need(cfg.vf_minibatches >= 1, f"'vf_minibatches' must be >= 1; got {cfg.vf_minibatches}")
+    need(("max_kl",), math.isfinite(cfg.max_kl) and cfg.max_kl > 0, f"'max_kl' (delta) must be > 0; got {cfg.max_kl}")
+    need(("cg_iters",), cfg.cg_iters >= 1, f"'cg_iters' must be >= 1; got {cfg.cg_iters}")
+    need(("cg_damping",), cfg.cg_damping >= 0, f"'cg_damping' must be >= 0; got {cfg.cg_damping}")
+    need(("cg_tol",), cfg.cg_tol >= 0, f"'cg_tol' must be >= 0; got {cfg.cg_tol}")
+    need(("backtrack_coef",), 0 < cfg.backtrack_coef < 1, f"'backtrack_coef' must be in (0, 1); got {cfg.backtrack_coef}")
+    need(("max_backtracks",), cfg.max_backtracks >= 0, f"'max_backtracks' must be >= 0; got {cfg.max_backtracks}")
+    need(("fvp_fraction",), 0 < cfg.fvp_fraction <= 1, f"'fvp_fraction' must be in (0, 1]; got {cfg.fvp_fraction}")
+    need(("pg_lr",), cfg.pg_lr > 0, f"'pg_lr' must be > 0; got {cfg.pg_lr}")
+    need(("pg_epochs",), cfg.pg_epochs >= 1, f"'pg_epochs' must be >= 1; got {cfg.pg_epochs}")
+    need(("vf_lr",), cfg.vf_lr > 0, f"'vf_lr' must be > 0; got {cfg.vf_lr}")
+    need(("vf_epochs",), cfg.vf_epochs >= 0, f"'vf_epochs' must be >= 0; got {cfg.vf_epochs}")
+    need(("vf_minibatches",), cfg.vf_minibatches >= 1, f"'vf_minibatches' must be >= 1; got {cfg.vf_minibatches}")
     if cfg.vf_minibatches >= 1 and cfg.steps_per_update >= 1:
-        need(cfg.vf_minibatches <= cfg.steps_per_update,
+        need(("vf_minibatches", "steps_per_update"), cfg.vf_minibatches <= cfg.steps_per_update,
              f"'vf_minibatches' ({cfg.vf_minibatches}) must be <= 'steps_per_update' ({cfg.steps_per_update})")
-    need(cfg.eval_every >= 0, f"'eval_every' must be >= 0; got {cfg.eval_every}")
-    need(cfg.eval_episodes >= 1, f"'eval_episodes' must be >= 1; got {cfg.eval_episodes}")
-    need(cfg.checkpoint_every >= 1, f"'checkpoint_every' must be >= 1; got {cfg.checkpoint_every}")
-    need(cfg.torch_threads >= 1, f"'torch_threads' must be >= 1; got {cfg.torch_threads}")
-    need(0 <= cfg.seed < 2**32, f"'seed' must be in [0, 2^32) (NumPy and gymnasium seeds are 32-bit); got {cfg.seed}")
-    # NaN passes every comparison above as False or slips through `>=` checks written as
-    # `not <`, and infinities are in range for most of them: no float setting may be either.
+    need(("eval_every",), cfg.eval_every >= 0, f"'eval_every' must be >= 0; got {cfg.eval_every}")
+    need(("eval_episodes",), cfg.eval_episodes >= 1, f"'eval_episodes' must be >= 1; got {cfg.eval_episodes}")
+    need(("checkpoint_every",), cfg.checkpoint_every >= 1, f"'checkpoint_every' must be >= 1; got {cfg.checkpoint_every}")
+    need(("torch_threads",), cfg.torch_threads >= 1, f"'torch_threads' must be >= 1; got {cfg.torch_threads}")
+    need(("seed",), 0 <= cfg.seed < 2**32,
+         f"'seed' must be in [0, 2^32) (NumPy and gymnasium seeds are 32-bit); got {cfg.seed}")
+    # NaN fails every comparison above or slips through, and infinities are in range for
+    # most of them: no float setting may be either.
     for f in fields(cfg):
         value = getattr(cfg, f.name)
-        if isinstance(value, float) and not math.isfinite(value) and not any(m.startswith(f"'{f.name}'") for m in p):
-            p.append(f"'{f.name}' must be a finite number; got {value}")
+        if isinstance(value, float) and not math.isfinite(value) and not any(f.name in q.fields for q in p):
+            p.append(Problem((f.name,), f"'{f.name}' must be a finite number; got {value}"))
     if check_env:
         problem = check_env_id(cfg.env_id)
         if problem:
-            p.append(problem)
+            p.append(Problem(("env_id",), problem))
     return p
 
 

@@ -262,7 +262,8 @@ class NumpyActor:
     def sync(self, policy: Policy) -> None:
         """Copy the current torch weights (call after every policy update)."""
         with torch.no_grad():
-            self.weights = [(l.weight.double().numpy().T.copy(), l.bias.double().numpy().copy()) for l in policy.net.layers]
+            self.weights = [(layer.weight.double().numpy().T.copy(), layer.bias.double().numpy().copy())
+                            for layer in policy.net.layers]
             self.std = None if self.discrete else np.exp(policy.log_std.double().numpy())
         self.activation = policy.net.activation
 

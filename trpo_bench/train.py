@@ -24,6 +24,7 @@ import torch
 
 from trpo_bench import algos
 from trpo_bench import signals as stop_signals
+from trpo_bench import value as value_fit
 from trpo_bench.algos.common import PolicyBatch
 from trpo_bench.config import ConfigError, PGSettings, RunConfig, TrustRegionSettings, ValueSettings, prepare
 from trpo_bench.envs import IdentityNormalizer, RewardScaler, RunningMeanStd, VecEnv, action_bounds
@@ -31,10 +32,9 @@ from trpo_bench.evaluate import evaluate_policy
 from trpo_bench.locks import FileLock
 from trpo_bench.logger import WandbLogger, wandb_id
 from trpo_bench.policies import NumpyActor, ValueNet, make_policy
-from trpo_bench.progress import Progress
+from trpo_bench.progress import Progress, run_detail
 from trpo_bench.rollout import collect
 from trpo_bench.store import METRIC_COLUMNS, RunStore, is_run_dir, make_run_id, safe_name
-from trpo_bench import value as value_fit
 
 
 class Interrupted(Exception):
@@ -189,9 +189,9 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int) -> float:
 def _require_finite(*named: tuple[str, Any]) -> None:
     """Raise NonFinite naming the first quantity with a NaN or an infinity."""
     for name, values in named:
-        arr = values.numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+        arr = (values.numpy() if isinstance(values, torch.Tensor) else np.asarray(values)).reshape(-1)
         if arr.size and not np.isfinite(arr).all():
-            kinds = sorted({"NaN" if np.isnan(v) else "infinity" for v in arr.reshape(-1)[~np.isfinite(arr.reshape(-1))][:100]})
+            kinds = sorted({"NaN" if np.isnan(v) else "infinity" for v in arr[~np.isfinite(arr)][:100]})
             raise NonFinite(f"non-finite {name} ({' and '.join(kinds)})")
 
 
@@ -428,11 +428,12 @@ class _Training:
                 row = self._row(env_steps, update, time.perf_counter() - start, cfg.steps_per_update / (t3 - t0),
                                 (t0, t1, t2, t3), batch, pstats.metrics(), vmetrics)
                 if cfg.eval_every and update % cfg.eval_every == 0:
-                    row["eval/return_mean"] = evaluate(agent, cfg.env_id, cfg.eval_episodes, cfg.seed + 1_000_003 * update)
+                    row["eval/return_mean"] = evaluate(agent, cfg.env_id, cfg.eval_episodes,
+                                                       cfg.seed + 1_000_003 * update)
                 self.store.append_metrics(row)
                 logger.log(row)
                 if progress:
-                    progress.update(env_steps, episodes, last_return)
+                    progress.update(env_steps, run_detail(episodes, last_return))
 
                 if update % cfg.checkpoint_every == 0 or update == n_updates:
                     save_checkpoint()
@@ -461,7 +462,7 @@ class _Training:
             stop("failed", text, retryable=True)
             raise RunFailed(text, retryable=True) from err
         if progress:
-            progress.update(env_steps, episodes, last_return, final=True)
+            progress.update(env_steps, run_detail(episodes, last_return), final=True)
         self.store.write_status("done", env_steps, cfg.total_steps, update)
         logger.finish()
         stop_signals.restore(old_handlers)
