@@ -558,3 +558,46 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"trpo-bench {__version__}"
+
+
+# ------------------------------------------------------------------ grids: no retry that cannot help; budgets extend
+def _grid(path: Path, base: dict, seeds: int = 1) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({"name": "g", "base": base, "axes": {"algo": ["trpo"]}, "seeds": seeds}))
+    return path
+
+
+GRID_BASE = {"env_id": "CartPole-v1", "steps_per_update": 256, "num_envs": 2, "vf_minibatches": 2,
+             "checkpoint_every": 3}
+
+
+def test_a_grid_run_with_non_finite_data_fails_once_and_is_not_retried(tmp_path, capsys):
+    path = _grid(tmp_path / "g.yaml", {**GRID_BASE, "env_id": "faulty_envs:NanObs-v0", "total_steps": 2048})
+    got = main(["grid", str(path), "--out", str(tmp_path / "runs"), "--workers", "1", "--retries", "2",
+                "--wandb", "disabled", "--no-analysis"])
+    err = capsys.readouterr().err
+    assert got == 3, err
+    assert "non-finite observations (NaN) in update 3" in err and "rerun the same command to retry" not in err
+    run_dir = only_run(tmp_path / "runs")
+    assert (run_dir / "train.log").read_text().count("starting") == 1, "a failure a rerun cannot change was retried"
+    assert json.loads((run_dir / "status.json").read_text())["retryable"] is False
+
+
+def test_a_grid_extends_finished_runs_only_when_asked_and_bit_for_bit(tmp_path, capsys):
+    short = _grid(tmp_path / "short.yaml", {**GRID_BASE, "total_steps": 1024}, seeds=2)
+    long = _grid(tmp_path / "long.yaml", {**GRID_BASE, "total_steps": 2048}, seeds=2)
+    args = ["--workers", "2", "--wandb", "disabled", "--no-analysis"]
+    assert main(["grid", str(short), "--out", str(tmp_path / "a"), *args]) == 0
+    assert main(["grid", str(long), "--out", str(tmp_path / "b"), *args]) == 0
+    capsys.readouterr()
+    before = snapshot(tmp_path / "a")
+    expect_refused(capsys, ["grid", str(long), "--out", str(tmp_path / "a"), *args],
+                   "total_steps: stored 1024, grid 2048", "add --extend")
+    assert snapshot(tmp_path / "a") == before
+    assert main(["grid", str(long), "--out", str(tmp_path / "a"), *args, "--extend"]) == 0
+    for seed in (0, 1):
+        run_id = f"trpo-CartPole-v1-s{seed}"
+        extended, fresh = tmp_path / "a" / "g" / run_id, tmp_path / "b" / "g" / run_id
+        assert strip_time(rows(extended)) == strip_time(rows(fresh)) and len(rows(fresh)) == 8
+        assert_same_parameters(extended, fresh)

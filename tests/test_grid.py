@@ -246,7 +246,7 @@ def test_a_run_locked_by_another_launch_is_skipped(tmp_path, capsys):
         assert cli.main(grid_args(path, out, "--dry-run")) == 0
         assert "locked  pg-CartPole-v1-s1" in capsys.readouterr().out
         assert lock.path.read_bytes() == record  # the probe leaves the holder record alone
-        assert cli.main(grid_args(path, out, "--only", "pg-CartPole-v1-s1")) == 3
+        assert cli.main(grid_args(path, out, "--only", "pg-CartPole-v1-s1")) == 4
         captured = capsys.readouterr()
         assert f"being trained by another launch (pid {os.getpid()}" in captured.err
         assert not (out / "tiny" / "pg-CartPole-v1-s1").exists()
@@ -359,7 +359,7 @@ def test_failed_runs_are_retried_from_their_checkpoint(reference, tmp_path, monk
         "seeds": [0],
     })
     out = tmp_path / "runs"
-    assert cli.main(grid_args(path, out, "--retries", "1")) == 1
+    assert cli.main(grid_args(path, out, "--retries", "1")) == 3
     stdout = capsys.readouterr().out
     flaky, broken = (out / "flaky" / f"trpo-{module}_{name}-v0-s0" for name in ("FlakyCartPole", "BrokenCartPole"))
     assert "retrying (1/1)" in stdout and "1/2 runs done, 1 failed" in stdout

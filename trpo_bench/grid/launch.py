@@ -48,8 +48,8 @@ from trpo_bench.store import write_json
 QUEUED = "queued"  # a SLURM task of an earlier launch is queued or running for the run
 
 # Exit codes of ``trpo-bench grid`` besides 0 (all selected runs done) and 2 (bad grid file).
-EXIT_FAILED = 1  # a run failed after its retries
-EXIT_LOCKED = 3  # no failure, but runs held by another launch were skipped
+EXIT_FAILED = 3  # a run failed after its retries (the exit code of a failed `train` run)
+EXIT_LOCKED = 4  # no failure, but runs held by another process were skipped
 EXIT_INTERRUPTED = 130  # SIGINT / SIGTERM: runs stopped at a checkpoint; rerun the command to resume
 
 
