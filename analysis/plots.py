@@ -609,7 +609,8 @@ def plot_step_fraction(
         shift = _algo_offset(k, len(algos))
         xs, est, lo, hi = [], [], [], []
         for value in values:
-            v = per_run.loc[(per_run["algo"] == algo) & np.isclose(per_run[by].astype(float), value), "policy/step_fraction"]
+            rows = (per_run["algo"] == algo) & np.isclose(per_run[by].astype(float), value)
+            v = per_run.loc[rows, "policy/step_fraction"]
             if v.empty:
                 continue
             point, err_lo, err_hi = _mean_with_ci(v.to_numpy(float), reps, stats.keyed_rng(seed, algo, float(value)))

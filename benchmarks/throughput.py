@@ -62,7 +62,8 @@ SCALING_RUNS = 4
 # library itself is not installed, and labelled as such.
 REFERENCE = {
     "gymnasium random actions": {"Hopper-v5": 7.4e3, "HalfCheetah-v5": 13.4e3},
-    "sb3-contrib 2.9 TRPO (n_steps 1024, 15 CG steps, 10 critic updates)": {"Hopper-v5": 1.7e3, "HalfCheetah-v5": 2.1e3},
+    "sb3-contrib 2.9 TRPO (n_steps 1024, 15 CG steps, 10 critic updates)":
+        {"Hopper-v5": 1.7e3, "HalfCheetah-v5": 2.1e3},
     "Tianshou 2.0 TRPO (MuJoCo example: 16 envs, one torch thread)": {"Hopper-v5": 3.3e3, "HalfCheetah-v5": 4.9e3},
 }
 
@@ -175,7 +176,8 @@ def raw_env(env_id: str, steps: int, num_envs: int, seed: int) -> dict[str, Any]
     rounds = max(1, steps // num_envs)
     with _Clock() as c:
         for _ in range(rounds):
-            a = rng.uniform(space.low, space.high, (num_envs, *space.shape)) if box else rng.integers(space.n, size=num_envs)
+            a = (rng.uniform(space.low, space.high, (num_envs, *space.shape)) if box
+                 else rng.integers(space.n, size=num_envs))
             venv.step(a)
     out["vecenv"] = _rates(rounds * num_envs, c)
     venv.close()
@@ -424,7 +426,8 @@ def tianshou_trpo(env_id: str, steps: int, seed: int) -> dict[str, Any] | None:
     if cfg.normalize_obs_resolved:
         envs = VectorEnvNormObs(envs)
     space = envs.action_space[0] if isinstance(envs.action_space, list) else envs.action_space
-    obs_shape = envs.observation_space[0].shape if isinstance(envs.observation_space, list) else envs.observation_space.shape
+    obs_space = envs.observation_space[0] if isinstance(envs.observation_space, list) else envs.observation_space
+    obs_shape = obs_space.shape
     hidden = list(cfg.hidden_sizes)
     actor = ContinuousActorProbabilistic(
         preprocess_net=Net(state_shape=obs_shape, hidden_sizes=hidden, activation=torch.nn.Tanh),
@@ -612,9 +615,9 @@ def rss(env_id: str, steps: int, seed: int) -> dict[str, float]:
 
 # ---------------------------------------------------------------------- main
 def _continuous(env_id: str) -> bool:
-    from trpo_bench.envs import make_env
-
     import gymnasium as gym
+
+    from trpo_bench.envs import make_env
 
     env = make_env(env_id)
     try:
@@ -640,7 +643,8 @@ def machine() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--envs", nargs="+", default=["Hopper-v5", "HalfCheetah-v5"])
     ap.add_argument("--steps", type=int, default=None,
                     help="env steps per measured run (default 40960 = 20 updates; --quick 10240)")
@@ -843,13 +847,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"network {f['hidden']} tanh, batch {f['batch']}, {f['params']:,} parameters; one gradient of the "
               f"surrogate (forward + backward) = {1e3 * f['grad_s']:.2f} ms")
         for mode in ("analytic", "autograd"):
-            print(f"  FVP {mode:9s} {1e3 * f[f'{mode}_fvp_s']:6.2f} ms per product = {f[f'{mode}_fvp_s'] / f['grad_s']:.2f} "
+            print(f"  FVP {mode:9s} {1e3 * f[f'{mode}_fvp_s']:6.2f} ms per product = "
+                  f"{f[f'{mode}_fvp_s'] / f['grad_s']:.2f} "
                   f"gradients   (setup once per update {1e3 * f[f'{mode}_setup_s']:.2f} ms)")
         print("  CG (10 analytic FVPs) against forming F explicitly (per-state Jacobians) and a Cholesky solve:")
-        print(f"    {'hidden':>8s} {'batch':>6s} {'params':>7s} {'form F':>9s} {'solve':>9s} {'CG x10':>9s} {'explicit/CG':>11s}")
+        print(f"    {'hidden':>8s} {'batch':>6s} {'params':>7s} {'form F':>9s} {'solve':>9s} {'CG x10':>9s} "
+              f"{'explicit/CG':>11s}")
         for e in f["explicit"]:
             print(f"    {str(e['hidden']):>8s} {e['batch']:6d} {e['params']:7,d} {1e3 * e['form_s']:8.1f}ms "
-                  f"{1e3 * e['solve_s']:8.1f}ms {1e3 * e['cg10_s']:8.1f}ms {(e['form_s'] + e['solve_s']) / e['cg10_s']:10.1f}x"
+                  f"{1e3 * e['solve_s']:8.1f}ms {1e3 * e['cg10_s']:8.1f}ms "
+                  f"{(e['form_s'] + e['solve_s']) / e['cg10_s']:10.1f}x"
                   f"   (FVP = F v: {e['fvp_matches_explicit']}; CG rel. residual {e['cg_rel_residual']:.1e})")
         print()
 

@@ -1,7 +1,14 @@
 """Shared test set-up."""
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
+
+from slurm_cluster import SlurmCluster, unavailable
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -12,3 +19,28 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A one-node SLURM cluster on loopback (tests/slurm_cluster.py), up for the whole session;
+    SLURM_CONF points the client commands at it. Skipped where it cannot start, except in CI."""
+    why = unavailable()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the SLURM tests: {why}")
+        pytest.skip(why)
+    root = Path(tempfile.mkdtemp(prefix="slurm", dir="/tmp"))  # short: a Unix socket path lives in it
+    cluster = SlurmCluster(root)
+    cluster.start()
+    old = os.environ.get("SLURM_CONF")
+    os.environ.update(cluster.env)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old
+        shutil.rmtree(root, ignore_errors=True)

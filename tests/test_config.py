@@ -7,7 +7,16 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from trpo_bench.config import ConfigError, RunConfig, build_config, load_run_config, prepare, validate
+from trpo_bench.config import (
+    DEFAULTS,
+    ConfigError,
+    RunConfig,
+    TrustRegionSettings,
+    build_config,
+    load_run_config,
+    prepare,
+    validate,
+)
 from trpo_bench.train import RunOptions, run
 
 
@@ -88,7 +97,8 @@ def test_unknown_env_id(env_id, fragments):
     ("fvp_fraction", -0.5, "'fvp_fraction' must be in (0, 1]; got -0.5"),
     ("fvp_fraction", 1.5, "'fvp_fraction' must be in (0, 1]; got 1.5"),
     ("fvp_fraction", float("nan"), "'fvp_fraction' must be in (0, 1]; got nan"),
-    ("fvp", "exact", "'fvp' must be one of analytic, autograd; got 'exact'"),
+    ("fvp", "exact", "'fvp' must be one of analytic, autograd, empirical; got 'exact'"),
+    ("kl_bound", "median", "'kl_bound' must be one of mean, max; got 'median'"),
     ("algo", "ppo", "'algo' must be one of trpo, npg, pg; got 'ppo'"),
     ("backtrack_coef", 1.0, "'backtrack_coef' must be in (0, 1); got 1.0"),
 ])
@@ -97,9 +107,19 @@ def test_each_bad_setting_is_named_with_its_allowed_values(field, value, message
 
 
 @pytest.mark.parametrize("field,value", [("max_kl", 1e-12), ("cg_iters", 1), ("fvp_fraction", 1.0),
-                                         ("fvp_fraction", 1e-3)])
+                                         ("fvp_fraction", 1e-3), ("fvp", "empirical"), ("kl_bound", "max")])
 def test_boundary_values_are_accepted(field, value):
     assert validate(RunConfig(**{field: value})) == []
+
+
+@pytest.mark.parametrize("algo", ["trpo", "npg"])
+def test_fisher_kind_and_kl_bound_reach_the_update(algo):
+    # NPG accepts kl_bound (it has no line search to read it, as it ignores max_backtracks).
+    cfg, problems = build_config({"algo": algo, "fvp": "empirical", "kl_bound": "max"})
+    assert problems == []
+    s = TrustRegionSettings.from_config(cfg)
+    assert (s.fvp, s.kl_bound, s.line_search) == ("empirical", "max", algo == "trpo")
+    assert (DEFAULTS.fvp, DEFAULTS.kl_bound) == ("analytic", "mean")
 
 
 def test_all_problems_are_reported_together(calls):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from trpo_bench.checkpoint import load as load_checkpoint
 from trpo_bench.config import RunConfig
 from trpo_bench.train import RunOptions, run
 
@@ -25,7 +26,7 @@ def train(tmp_path: Path, name: str, env_id: str, algo: str, seed: int) -> tuple
     cfg = RunConfig(algo=algo, env_id=env_id, seed=seed, total_steps=4 * 512, steps_per_update=512, num_envs=4)
     result = run(cfg, RunOptions(out=tmp_path, run_id=name, wandb="disabled", progress=False))
     assert result.state == "done" and result.updates == 4 and result.env_steps == 2048
-    checkpoint = torch.load(result.run_dir / "checkpoint.pt", weights_only=False)
+    checkpoint, _ = load_checkpoint(result.run_dir / "checkpoint.pt")
     with open(result.run_dir / "metrics.csv", newline="") as fh:
         rows = [{k: v for k, v in row.items() if not k.startswith("time/")} for row in csv.DictReader(fh)]
     return checkpoint["agent"]["policy"], rows

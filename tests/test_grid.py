@@ -246,7 +246,7 @@ def test_a_run_locked_by_another_launch_is_skipped(tmp_path, capsys):
         assert cli.main(grid_args(path, out, "--dry-run")) == 0
         assert "locked  pg-CartPole-v1-s1" in capsys.readouterr().out
         assert lock.path.read_bytes() == record  # the probe leaves the holder record alone
-        assert cli.main(grid_args(path, out, "--only", "pg-CartPole-v1-s1")) == 3
+        assert cli.main(grid_args(path, out, "--only", "pg-CartPole-v1-s1")) == 4
         captured = capsys.readouterr()
         assert f"being trained by another launch (pid {os.getpid()}" in captured.err
         assert not (out / "tiny" / "pg-CartPole-v1-s1").exists()
@@ -359,7 +359,7 @@ def test_failed_runs_are_retried_from_their_checkpoint(reference, tmp_path, monk
         "seeds": [0],
     })
     out = tmp_path / "runs"
-    assert cli.main(grid_args(path, out, "--retries", "1")) == 1
+    assert cli.main(grid_args(path, out, "--retries", "1")) == 3
     stdout = capsys.readouterr().out
     flaky, broken = (out / "flaky" / f"trpo-{module}_{name}-v0-s0" for name in ("FlakyCartPole", "BrokenCartPole"))
     assert "retrying (1/1)" in stdout and "1/2 runs done, 1 failed" in stdout
@@ -377,3 +377,113 @@ def test_failed_runs_are_retried_from_their_checkpoint(reference, tmp_path, monk
     assert broken_log.count("RuntimeError: injected failure") == 2  # first attempt and one retry
     status = json.loads((broken / "status.json").read_text())
     assert status["state"] == "failed" and "injected failure" in status["error"]
+
+
+# ------------------------------------------------------------------ structured problems, SLURM section
+
+def test_config_problems_name_their_settings_and_the_grid_names_their_places():
+    from trpo_bench.config import DEFAULTS, check
+
+    problems = check(DEFAULTS.replace(steps_per_update=500, num_envs=8, max_kl=-1.0), check_env=False)
+    assert [p.fields for p in problems] == [("steps_per_update", "num_envs"), ("max_kl",)]
+    with pytest.raises(ConfigError) as info:
+        expand({"base": {"steps_per_update": 500}, "axes": {"num_envs": [4, 8]}}, "x.yaml", check_envs=False)
+    assert info.value.problems == ["x.yaml: base.steps_per_update, axes.num_envs[1]: 'steps_per_update' (500) "
+                                   "must be a multiple of 'num_envs' (8)"]
+
+
+def test_slurm_section_is_read_and_checked_with_the_rest_of_the_file():
+    grid = expand({**TINY, "slurm": {"partition": "cpu", "time": "1-02:30", "cpus_per_run": 2, "mem": "4G",
+                                     "sbatch": ["--constraint=avx512", "#SBATCH --exclusive"]}}, "s.yaml")
+    s = grid.slurm
+    assert (s.partition, s.time, s.cpus_per_run, s.mem) == ("cpu", "1-02:30", 2, "4G")
+    assert s.sbatch == ["--constraint=avx512", "--exclusive"]
+    assert s.where("partition") == "slurm.partition" and s.where("qos") == "--qos"
+    with pytest.raises(ConfigError) as info:
+        expand({**TINY, "base": {"max_kl": 0}, "slurm": {"partiton": "cpu", "time": "soon", "cpus_per_run": 0,
+                                                          "mem": "lots", "sbatch": "exclusive"}}, "s.yaml")
+    assert info.value.problems == [
+        "s.yaml: slurm.partiton: unknown SLURM option 'partiton' (expected: partition, time, cpus_per_run, mem, "
+        "account, qos, sbatch)",
+        "s.yaml: slurm.time: time limit 'soon' is not a positive SLURM time (minutes, MM:SS, HH:MM:SS, D-HH, "
+        "D-HH:MM or D-HH:MM:SS)",
+        "s.yaml: slurm.cpus_per_run: CPUs per run must be an integer >= 1; got 0",
+        "s.yaml: slurm.mem: memory 'lots' is not a SLURM size such as 4G or 500M",
+        "s.yaml: slurm.sbatch: extra #SBATCH lines are sbatch options such as '--constraint=avx512'; "
+        "got 'exclusive'",
+        "s.yaml: base.max_kl: 'max_kl' (delta) must be > 0; got 0.0",
+    ]
+
+
+@pytest.mark.parametrize("text, minutes", [("90", 90), ("5:30", 5.5), ("1:00:00", 60), ("2-0", 2880),
+                                           ("1-02:30", 1590), ("1-00:00:30", 1440.5), ("0", 0), ("1h", None)])
+def test_slurm_time_syntax(text, minutes):
+    from trpo_bench.grid.slurm_options import time_minutes
+
+    assert time_minutes(text) == minutes
+
+
+def test_slurm_options_need_the_slurm_backend(tmp_path, capsys):
+    path = write_grid(tmp_path / "tiny.yaml", TINY)
+    assert cli.main(grid_args(path, tmp_path / "runs", "--partition", "cpu", "--detach")) == 2
+    assert "--partition, --detach need --backend slurm" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_one_progress_line_for_a_run_and_a_grid(monkeypatch):
+    """Steps, rate over the window and ETA; the first update only sets the baseline."""
+    import io
+
+    from trpo_bench import progress as progress_mod
+
+    clock = iter([0.0, 10.0, 20.0, 30.0])
+    monkeypatch.setattr(progress_mod.time, "perf_counter", lambda: next(clock))
+    stream = io.StringIO()
+    p = progress_mod.Progress("[g]", 4000, stream=stream, interval=0.0, live=False)
+    p.update(0, "0/2 done")
+    assert stream.getvalue() == ""
+    p.update(1000, "0/2 done")
+    p.event("[1/2] done     a")
+    p.update(3000, "1/2 done")
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "[g]  1,000/4,000 steps (25%)  0/2 done  100 steps/s  ETA 0:30"
+    assert lines[1] == "[1/2] done     a"
+    assert lines[2] == "[g]  3,000/4,000 steps (75%)  1/2 done  150 steps/s  ETA 0:06"
+
+
+def test_summary_advises_a_rerun_only_for_failures_a_rerun_can_change(tmp_path, capsys):
+    """train.run marks a failure ``retryable: false`` when a rerun would fail the same way (bad input,
+    a corrupt store, non-finite values): the summary prints its error instead of advising a rerun."""
+    import argparse
+
+    from trpo_bench.grid.launch import EXIT_FAILED, _Launch
+    from trpo_bench.store import write_json
+
+    grid = expand(TINY, "tiny.yaml")
+    runs = grid.runs[:2]
+    grid_dir = tmp_path / "tiny"
+    for run, retryable in zip(runs, (False, None)):
+        status = {"state": "failed", "env_steps": 512, "total_steps": 2048, "updates": 1,
+                  "error": f"ValueError: broke {run.run_id}"}
+        if retryable is not None:
+            status["retryable"] = retryable
+        (grid_dir / run.run_id).mkdir(parents=True)
+        write_json(grid_dir / run.run_id / "status.json", status)
+    args = argparse.Namespace(backend="local", no_analysis=True)
+    launch = _Launch(args, grid, runs, grid_dir, {r.run_id: "resumable" for r in runs})
+    launch.outcome = {r.run_id: "failed" for r in runs}
+    assert launch._report(interrupted=False) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "1 run(s) failed; rerun the same command to retry them" in err
+    assert (f"1 run(s) failed for a reason a rerun does not change; fix it, then rerun:\n"
+            f"  {runs[0].run_id}: ValueError: broke {runs[0].run_id}") in err
+
+
+def test_an_unwritable_run_store_is_refused_before_anything_starts(tmp_path, capsys):
+    path = write_grid(tmp_path / "tiny.yaml", TINY)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")  # a file where the store's directory should be (root ignores permissions)
+    assert cli.main(grid_args(path, blocker / "runs")) == 2
+    err = capsys.readouterr().err
+    assert f"--out {blocker / 'runs'}: cannot write the run store {blocker / 'runs' / 'tiny'}/ (Not a directory)" in err
+    assert blocker.read_text() == ""

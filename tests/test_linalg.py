@@ -12,10 +12,18 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.distributions import Categorical, Independent, Normal
 from torch.func import functional_call
 
-from trpo_bench.linalg import (conjugate_gradient, flat_grad, flat_params, make_fvp, mean_kl, set_flat_params,
-                               subsample_indices)
+from trpo_bench.linalg import (
+    conjugate_gradient,
+    flat_grad,
+    flat_params,
+    make_fvp,
+    mean_kl,
+    set_flat_params,
+    subsample_indices,
+)
 from trpo_bench.policies import CategoricalPolicy, GaussianPolicy
 
 F64 = torch.float64
@@ -276,5 +284,96 @@ def test_fvp_modes_agree_on_real_batch_float32(kind):
 
 def test_make_fvp_rejects_unknown_mode():
     policy, obs = small_policy("gaussian", "tanh", seed=0)
-    with pytest.raises(ValueError, match="'analytic' or 'autograd'"):
+    with pytest.raises(ValueError, match="'analytic', 'autograd' or 'empirical'"):
         make_fvp(policy, obs, policy(obs).detach(), 0.1, "exact")
+    with pytest.raises(ValueError, match="needs the sampled actions"):
+        make_fvp(policy, obs, policy(obs).detach(), 0.1, "empirical")
+
+
+# ------------------------------------------------------------------- the empirical Fisher
+def torch_dist(policy, obs):
+    """π(·|s) as a torch.distributions object, from the policy's own parameters."""
+    p = policy(obs)
+    if policy.discrete:
+        return Categorical(logits=p.main)
+    return Independent(Normal(p.main, p.log_std.exp().expand_as(p.main)), 1)
+
+
+def sample_actions(policy, obs, gen: torch.Generator) -> torch.Tensor:
+    with torch.no_grad():
+        p = policy(obs)
+        if policy.discrete:
+            return torch.multinomial(torch.softmax(p.main, -1), 1, generator=gen).squeeze(-1).to(F64)
+        return p.main + p.log_std.exp() * torch.randn(p.main.shape, generator=gen, dtype=F64)
+
+
+def score_matrix(policy, obs, actions) -> torch.Tensor:
+    """Per-sample gradients g_i = ∇θ log π(a_i|s_i), one backward pass per sample, (B, P),
+    with log π from torch.distributions (not the policy's own log_prob or score)."""
+    params = policy.param_list()
+    rows = [flat_grad(torch_dist(policy, obs[i: i + 1]).log_prob(actions[i: i + 1]).sum(), params)
+            for i in range(obs.shape[0])]
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("kind,activation", POLICIES)
+@pytest.mark.parametrize("damping", [0.0, 0.37])
+def test_empirical_fvp_equals_explicit_outer_product(kind, activation, damping):
+    policy, obs = small_policy(kind, activation, seed=5)
+    actions = sample_actions(policy, obs, torch.Generator().manual_seed(3))
+    g = score_matrix(policy, obs, actions)
+    n = g.shape[1]
+    f_hat = g.T @ g / obs.shape[0]  # (1/B) Σ g_i g_iᵀ
+    with torch.no_grad():
+        old = policy(obs).detach()
+    fvp = make_fvp(policy, obs, old, damping, "empirical", actions=actions)
+    # Every column: the whole matrix the products stand for, damping included.
+    assert rel_err(fisher_matrix(fvp, n), f_hat + damping * torch.eye(n, dtype=F64)) < 1e-10
+    # A batch of 12 samples: F̂ has rank ≤ 12 < P, unlike the exact Fisher, from which it differs.
+    assert int(torch.linalg.matrix_rank(f_hat)) <= obs.shape[0] < n
+    assert rel_err(f_hat, kl_hessian(policy, obs)) > 0.1
+
+
+@pytest.mark.parametrize("kind,activation", [("gaussian", "tanh"), ("categorical", "relu")])
+def test_empirical_fvp_on_subsample_uses_the_subsample_actions(kind, activation):
+    policy, obs = small_policy(kind, activation, seed=8, batch=20)
+    actions = sample_actions(policy, obs, torch.Generator().manual_seed(4))
+    idx = subsample_indices(obs.shape[0], 0.3)
+    with torch.no_grad():
+        old = policy(obs).detach()
+    fvp = make_fvp(policy, obs[idx], old.index(idx), 0.1, "empirical", actions=actions[idx])
+    g_sub = score_matrix(policy, obs[idx], actions[idx])
+    g_full = score_matrix(policy, obs, actions)
+    v = torch.randn(g_sub.shape[1], generator=torch.Generator().manual_seed(2), dtype=F64)
+    expected = g_sub.T @ (g_sub @ v) / idx.numel() + 0.1 * v
+    assert rel_err(fvp(v), expected) < 1e-10
+    assert rel_err(g_full.T @ (g_full @ v) / obs.shape[0] + 0.1 * v, expected) > 1e-2
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+def test_empirical_fisher_estimates_the_fisher_only_at_the_policys_own_actions(kind):
+    """E_{a∼π}[g gᵀ] = F: with actions drawn from π the empirical matrix converges to the exact
+    Fisher at the Monte Carlo rate, 1/√(samples). With actions from another distribution (here
+    the mean or the most likely action, as when the data came from an older policy) it converges
+    to something else (Kunstner et al. 2019)."""
+    policy, states = small_policy(kind, "tanh", seed=6, batch=4)
+    f_exact = kl_hessian(policy, states)  # the mean KL's Hessian over the 4 states (checked above to be F)
+    n = f_exact.shape[0]
+    gen = torch.Generator().manual_seed(0)
+    errors = []
+    for repeats in (100, 10_000):
+        obs = states.repeat(repeats, 1)
+        actions = sample_actions(policy, obs, gen)
+        with torch.no_grad():
+            old = policy(obs).detach()
+        f_hat = fisher_matrix(make_fvp(policy, obs, old, 0.0, "empirical", actions=actions), n)
+        errors.append(rel_err(f_hat, f_exact))
+    assert errors[1] < 0.04
+    assert errors[1] < errors[0] / 3  # 100× the samples: ≈ 10× smaller error (one draw: 4-13× over seeds)
+    # At actions π does not sample from in proportion, no sample size closes the gap.
+    obs = states.repeat(250, 1)
+    with torch.no_grad():
+        old = policy(obs).detach()
+        modal = old.main.argmax(-1).to(F64) if policy.discrete else old.main + 0.0
+    f_modal = fisher_matrix(make_fvp(policy, obs, old, 0.0, "empirical", actions=modal), n)
+    assert rel_err(f_modal, f_exact) > 0.3

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from trpo_bench import checkpoint
 from trpo_bench.cli import main
 from trpo_bench.store import METRIC_COLUMNS, TIME_COLUMNS, RunStore
 
@@ -138,10 +139,12 @@ def _wait_for_rows(metrics: Path, n: int, proc: subprocess.Popen, timeout: float
     raise AssertionError("timed out waiting for metrics rows")
 
 
-# Hopper-v5 on gymnasium's own env (MuJoCo state capture); the batched MuJoCo path's resume is
-# tested in test_mujoco_batch.py.
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Hopper-v5"])
+# On gymnasium's own envs (MuJoCo state capture); the batched MuJoCo path's resume is tested in
+# test_mujoco_batch.py.
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Hopper-v5", "Ant-v5"])
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, env_id):
+    """Ant's reward reads the torso's xpos before simulating: the checkpoint's MuJoCo state
+    must carry that derived field, not only qpos and qvel."""
     args = ["train", "--env", env_id, "--steps", "4096", "--wandb", "disabled", "--quiet", *QUICK,
             "--set", "checkpoint_every=3", "--set", "env_backend=gymnasium"]
     full_out, cut_out = tmp_path / "full", tmp_path / "cut"
@@ -162,8 +165,8 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, env_id):
     a, b = read_csv(full / "metrics.csv"), read_csv(run / "metrics.csv")
     assert [int(r["update"]) for r in b] == list(range(1, 9)), "gap or duplicate rows after resume"
     assert strip_time(a) == strip_time(b)
-    pa = torch.load(full / "checkpoint.pt", weights_only=False)["agent"]
-    pb = torch.load(run / "checkpoint.pt", weights_only=False)["agent"]
+    pa = checkpoint.load(full / "checkpoint.pt")[0]["agent"]
+    pb = checkpoint.load(run / "checkpoint.pt")[0]["agent"]
     for part in ("policy", "value"):
         for k in pa[part]:
             assert torch.equal(pa[part][k], pb[part][k]), (part, k)
@@ -192,7 +195,7 @@ def test_sigint_stops_at_a_safe_point_and_resumes(tmp_path):
     assert f"trpo-bench train --resume {run}" in err
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "interrupted" and 0 < status["updates"] < 16
-    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    ckpt, _ = checkpoint.load(run / "checkpoint.pt")
     assert ckpt["update"] == status["updates"] == len(read_csv(run / "metrics.csv"))
     assert cli("train", "--resume", str(run), "--quiet").returncode == 0
     assert len(read_csv(run / "metrics.csv")) == 16
@@ -245,7 +248,8 @@ def test_user_env_module_is_registered(tmp_path):
     pkg.mkdir()
     (pkg / "my_envs.py").write_text(
         "import gymnasium as gym\n"
-        "gym.register('MyCartPole-v0', entry_point='gymnasium.envs.classic_control:CartPoleEnv', max_episode_steps=50)\n")
+        "gym.register('MyCartPole-v0', entry_point='gymnasium.envs.classic_control:CartPoleEnv',"
+        " max_episode_steps=50)\n")
     res = cli("train", "--env", "my_envs:MyCartPole-v0", "--steps", "512", "--out", str(tmp_path / "r"),
               "--wandb", "disabled", "--quiet", *QUICK, env={"PYTHONPATH": str(pkg)})
     assert res.returncode == 0, res.stderr

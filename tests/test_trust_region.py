@@ -7,6 +7,7 @@ and both distributions go through ``torch.distributions.kl_divergence``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -51,15 +52,25 @@ def problem(kind: str, seed: int, batch: int = 128, hidden=(8,), spread: float =
 
 def dist(policy, obs):
     with torch.no_grad():
-        p = policy(obs)
-        if policy.discrete:
-            return Categorical(logits=p.main)
-        return Independent(Normal(p.main, p.log_std.exp().expand_as(p.main)), 1)
+        return dist_with_grad(policy, obs)
+
+
+def dist_with_grad(policy, obs):
+    """π_θ(·|s) as a torch.distributions object, differentiable in θ."""
+    p = policy(obs)
+    if policy.discrete:
+        return Categorical(logits=p.main)
+    return Independent(Normal(p.main, p.log_std.exp().expand_as(p.main)), 1)
 
 
 def true_kl(old_policy, new_policy, obs) -> float:
     """Mean KL(π_old ‖ π_new) by torch.distributions, from the two policies' own parameters."""
     return float(kl_divergence(dist(old_policy, obs), dist(new_policy, obs)).mean())
+
+
+def true_kl_max(old_policy, new_policy, obs) -> float:
+    """Largest per-state KL(π_old ‖ π_new) by torch.distributions."""
+    return float(kl_divergence(dist(old_policy, obs), dist(new_policy, obs)).max())
 
 
 def surrogate_gain(old_policy, new_policy, batch) -> float:
@@ -97,14 +108,15 @@ def single_state_overshoot():
     return policy, PolicyBatch(obs, act, torch.ones(3, dtype=F64))
 
 
-def trial_reasons(policy, batch, s: TrustRegionSettings):
-    """(KL/δ, surrogate gain) at each line-search fraction coef**j, j = 0..max_backtracks."""
+def trial_reasons(policy, batch, s: TrustRegionSettings, kl=true_kl):
+    """(KL/δ, surrogate gain) at each line-search fraction coef**j, j = 0..max_backtracks;
+    ``kl=true_kl_max`` for the largest per-state KL."""
     step = full_step(policy, batch, s)
     out = []
     for j in range(s.max_backtracks + 1):
         p = copy.deepcopy(policy)
         set_flat_params(p.param_list(), theta(policy) + s.backtrack_coef**j * step)
-        out.append((true_kl(policy, p, batch.obs) / s.max_kl, surrogate_gain(policy, p, batch)))
+        out.append((kl(policy, p, batch.obs) / s.max_kl, surrogate_gain(policy, p, batch)))
     return out
 
 
@@ -112,7 +124,7 @@ def trial_reasons(policy, batch, s: TrustRegionSettings):
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kind=st.sampled_from(["gaussian", "categorical"]), seed=st.integers(0, 10_000),
        log_delta=st.floats(-4.0, 1.5), coef=st.sampled_from([0.5, 0.8]),
-       max_backtracks=st.integers(0, 10), mode=st.sampled_from(["analytic", "autograd"]))
+       max_backtracks=st.integers(0, 10), mode=st.sampled_from(["analytic", "autograd", "empirical"]))
 def test_every_accepted_trpo_step_is_inside_the_trust_region(kind, seed, log_delta, coef, max_backtracks, mode):
     delta = 10.0**log_delta
     policy, batch = problem(kind, seed)
@@ -138,6 +150,84 @@ def test_every_accepted_trpo_step_is_inside_the_trust_region(kind, seed, log_del
     else:
         assert torch.equal(theta(policy), theta_old)  # reverted bit for bit
         assert stats.kl == 0.0 and stats.step_fraction == 0.0 and stats.surrogate_actual == 0.0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["gaussian", "categorical"]), seed=st.integers(0, 10_000),
+       log_delta=st.floats(-4.0, 1.5), coef=st.sampled_from([0.5, 0.8]),
+       max_backtracks=st.integers(0, 10), mode=st.sampled_from(["analytic", "empirical"]))
+def test_every_accepted_max_kl_step_keeps_every_state_inside_the_trust_region(kind, seed, log_delta, coef,
+                                                                               max_backtracks, mode):
+    """kl_bound="max": the accepted step is the first trial whose largest per-state KL is ≤ δ
+    (Theorem 1's D_KL^max over the batch) and whose surrogate improves; none passing, a revert."""
+    delta = 10.0**log_delta
+    policy, batch = problem(kind, seed)
+    before = copy.deepcopy(policy)
+    theta_old = theta(policy).clone()
+    s = TrustRegionSettings(max_kl=delta, backtrack_coef=coef, max_backtracks=max_backtracks, fvp=mode,
+                            kl_bound="max")
+    step = full_step(policy, batch, s)
+    reasons = trial_reasons(policy, batch, s, kl=true_kl_max)
+    stats = trpo.update(policy, batch, s)
+
+    if stats.accepted:
+        kl_max = true_kl_max(before, policy, batch.obs)
+        assert stats.kl_max <= delta
+        assert kl_max <= delta * (1 + 1e-9)
+        assert stats.kl_max == pytest.approx(kl_max, rel=1e-9, abs=1e-15)
+        assert stats.surrogate_actual > 0.0
+        j = int(stats.backtracks)
+        assert stats.step_fraction == coef**j
+        taken = theta(policy) - theta_old
+        assert float((taken - stats.step_fraction * step).norm()) <= 1e-9 * float(step.norm())
+        # The first passing trial, up to rounding at the boundary (1e-9 of δ).
+        assert not any(kl_ratio < 1.0 - 1e-9 and gain > 1e-12 for kl_ratio, gain in reasons[:j])
+    else:
+        assert torch.equal(theta(policy), theta_old)  # reverted bit for bit
+        assert stats.kl_max == 0.0 and stats.step_fraction == 0.0
+        assert not any(kl_ratio < 1.0 - 1e-9 and gain > 1e-12 for kl_ratio, gain in reasons)
+
+
+def test_max_kl_bound_backtracks_where_the_mean_bound_accepts():
+    """The full step at δ = 0.01 keeps the mean KL inside (0.93 δ) but one state at 4.5 δ: the
+    max bound rejects the first four trials for that alone (KL ∝ fraction², 0.8⁴ brings 4.5 δ
+    to 0.74 δ) and takes the fifth."""
+    policy, batch = problem("gaussian", seed=0)
+    s_mean = TrustRegionSettings(max_kl=0.01)
+    s_max = dataclasses.replace(s_mean, kl_bound="max")
+    mean_reasons = trial_reasons(policy, batch, s_mean)
+    max_reasons = trial_reasons(policy, batch, s_max, kl=true_kl_max)
+    p_mean, p_max = copy.deepcopy(policy), copy.deepcopy(policy)
+    st_mean = trpo.update(p_mean, batch, s_mean)
+    st_max = trpo.update(p_max, batch, s_max)
+
+    assert st_mean.accepted == 1.0 and st_mean.backtracks == 0.0
+    assert st_max.accepted == 1.0 and st_max.backtracks == 4.0 and st_max.step_fraction == 0.8**4
+    for j in range(4):  # inside the mean bound and improving: rejected for the max KL alone
+        assert mean_reasons[j][0] <= 1.0 and mean_reasons[j][1] > 0.0 and max_reasons[j][0] > 1.0
+    assert max_reasons[4][0] <= 1.0 and max_reasons[4][1] > 0.0
+    assert st_mean.kl_max > 0.01  # the mean bound's accepted step leaves a state outside
+    assert st_max.kl_max == pytest.approx(true_kl_max(policy, p_max, batch.obs), rel=1e-9) and st_max.kl_max <= 0.01
+    assert st_max.kl == pytest.approx(0.8**8 * st_mean.kl, rel=0.05)  # the KL is near-quadratic in the fraction
+
+
+def test_npg_ignores_the_kl_bound():
+    """NPG has no line search, so kl_bound changes nothing: bit for bit the same step, whose
+    largest per-state KL is above δ."""
+    policy, batch = problem("gaussian", seed=0)
+    p_max = copy.deepcopy(policy)
+    st_mean = npg.update(policy, batch, TrustRegionSettings(max_kl=0.01))
+    st_max = npg.update(p_max, batch, TrustRegionSettings(max_kl=0.01, kl_bound="max"))
+    assert torch.equal(theta(policy), theta(p_max))
+    assert st_mean.kl_max == st_max.kl_max and st_max.kl_max > 0.04
+
+
+def test_unknown_kl_bound_is_refused():
+    policy, batch = problem("categorical", seed=0)
+    theta_old = theta(policy).clone()
+    with pytest.raises(ValueError, match="'mean' or 'max'"):
+        trpo.update(policy, batch, TrustRegionSettings(kl_bound="median"))
+    assert torch.equal(theta(policy), theta_old)
 
 
 def test_backtracking_shrinks_a_step_that_breaks_the_kl_bound():
@@ -244,6 +334,36 @@ def test_trpo_step_uses_the_fvp_subsample():
     assert stats.sHs == pytest.approx(sHs_sub, rel=1e-10)
     assert abs(stats.sHs - sHs_full) > 1e-3 * sHs_full
     assert stats.step_size == pytest.approx(math.sqrt(2 * 0.01 / sHs_sub), rel=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+def test_empirical_fisher_step_on_a_subsample_equals_the_explicit_solve(kind):
+    """fvp="empirical", fvp_fraction=0.25: the step is √(2δ / xᵀF̂x) x with (F̂ + λI) x = g, F̂ the
+    mean of g_i g_iᵀ over the evenly spaced quarter of the batch, at those states' own actions."""
+    policy, batch = problem(kind, seed=3, batch=200, hidden=(4,))
+    n = theta(policy).numel()
+    damping, delta = 1e-2, 0.01
+    idx = subsample_indices(200, 0.25)
+    params = policy.param_list()
+    scores = torch.stack([flat_grad(dist_with_grad(policy, batch.obs[i: i + 1]).log_prob(batch.actions[i: i + 1]).sum(),
+                                    params) for i in idx.tolist()])
+    f = scores.T @ scores / idx.numel() + damping * torch.eye(n, dtype=F64)
+    with torch.no_grad():
+        logp_old = dist(policy, batch.obs).log_prob(batch.actions)
+    ratio = torch.exp(dist_with_grad(policy, batch.obs).log_prob(batch.actions) - logp_old)
+    g = flat_grad((ratio * batch.advantages).mean(), params)
+    x = torch.linalg.solve(f, g)
+    expected = math.sqrt(2 * delta / float(x @ f @ x)) * x
+    theta_old = theta(policy).clone()
+    stats = npg.update(policy, batch, TrustRegionSettings(max_kl=delta, cg_iters=5 * n, cg_damping=damping,
+                                                          cg_tol=1e-24, fvp="empirical", fvp_fraction=0.25))
+    assert float((theta(policy) - theta_old - expected).norm()) <= 1e-6 * float(expected.norm())
+    assert stats.sHs == pytest.approx(float(x @ f @ x), rel=1e-6)  # sᵀ(F̂ + λI)s
+    # ... and not the exact Fisher's direction.
+    p_exact, _ = problem(kind, seed=3, batch=200, hidden=(4,))
+    npg.update(p_exact, batch, TrustRegionSettings(max_kl=delta, cg_iters=5 * n, cg_damping=damping, cg_tol=1e-24,
+                                                   fvp_fraction=0.25))
+    assert float((theta(p_exact) - theta_old - expected).norm()) > 0.05 * float(expected.norm())
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "categorical"])

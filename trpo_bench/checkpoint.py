@@ -89,7 +89,10 @@ def load(path: str | Path, trust: bool = False) -> tuple[dict[str, Any], bool]:
     path = Path(path)
     try:
         raw = torch.load(path, weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err):  # not an object the safe unpickler refused: damaged bytes
+            raise CheckpointError(path, f"damaged or not a checkpoint ({_first_line(err)}); it cannot be resumed "
+                                        "from: delete the run directory and start the run again") from None
         if not trust:
             raise CheckpointError(path, (
                 "holds objects other than tensors and plain values, so it is not loaded (loading it could run "

@@ -68,7 +68,7 @@ def _add_grid(sub) -> None:
                                    "unfinished ones resume from their checkpoint.")
     p.add_argument("file", type=Path, help="grid YAML, e.g. experiments/quickstart.yaml")
     p.add_argument("--workers", type=int, help="parallel runs (default: the CPU count)")
-    p.add_argument("--backend", choices=("local", "ray"), default="local", help="executor (default: local)")
+    p.add_argument("--backend", choices=("local", "ray", "slurm"), default="local", help="executor (default: local)")
     p.add_argument("--ray-address", help="address of an existing Ray cluster (default: start a local one)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and where each is stored; run nothing")
     p.add_argument("--only", metavar="PATTERN", help="run only the runs whose id matches this glob pattern")
@@ -76,6 +76,11 @@ def _add_grid(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("runs"), help="run store root (default: runs/)")
     p.add_argument("--wandb", choices=("offline", "online", "disabled"), help="W&B mode for every run")
     p.add_argument("--no-analysis", action="store_true", help="skip the figures and report at the end")
+    p.add_argument("--extend", action="store_true",
+                   help="continue finished runs whose budget is below the grid's total_steps (raised since they ran)")
+    from trpo_bench.grid.slurm_options import add_slurm_arguments
+
+    add_slurm_arguments(p)
 
 
 def _add_analysis(sub) -> None:
@@ -243,13 +248,17 @@ def _readable_runs(paths: list[Path]) -> list[Path]:
         raise ConfigError([f"{', '.join(map(str, paths))} holds no runs (no config.json and status.json below it)"])
     problems: list[str] = []
     for run in runs:
-        problems += RunStore(run).check_records()
+        store = RunStore(run)
+        found = store.check_records()
         metrics = run / METRICS
-        if metrics.is_file():
+        if not found and metrics.is_file():
             try:
                 metrics.read_bytes().decode()
             except UnicodeDecodeError:
-                problems.append(f"{metrics}: not a text file (damaged)")
+                found.append(f"{metrics}: not a text file (damaged)")
+            else:  # every update the status counts has its one row
+                found += store.check_metrics(int(store.read_status().get("updates") or 0), source="status.json")
+        problems += found
     if problems:
         raise ConfigError(problems + ["move the damaged runs aside (or delete them) and run the command again"])
     return list(runs)

@@ -19,7 +19,8 @@ from typing import Any, Mapping
 import yaml
 
 ALGOS = ("trpo", "npg", "pg")
-FVP_MODES = ("analytic", "autograd")
+FVP_MODES = ("analytic", "autograd", "empirical")
+KL_BOUNDS = ("mean", "max")
 VF_BACKENDS = ("numpy", "torch")
 ENV_BACKENDS = ("auto", "gymnasium")
 ACTIVATIONS = ("tanh", "relu")
@@ -81,7 +82,7 @@ class RunConfig:
 
     # --- natural-gradient methods (trpo, npg)
     # delta = 0.01: Schulman et al. 2015, Sec. 8; Spinning Up, sb3 and Tianshou agree.
-    max_kl: float = _setting(0.01, "trust-region size delta: bound on mean KL(pi_old || pi_new)", "trust_region")
+    max_kl: float = _setting(0.01, "trust-region size delta: bound on KL(pi_old || pi_new) over states, mean or max (kl_bound)", "trust_region")
     # 10 iterations: Schulman et al. 2015, App. C; Spinning Up 10, sb3 15.
     cg_iters: int = _setting(10, "conjugate-gradient iterations", "trust_region")
     # 0.1: modular_rl, Spinning Up, sb3.
@@ -94,7 +95,14 @@ class RunConfig:
     max_backtracks: int = _setting(10, "line-search backtracks before the step is rejected", "trust_region")
     # 1.0 here; Schulman et al. 2015, App. C.1 used 0.1 (sb3: sub_sampling_factor=1).
     fvp_fraction: float = _setting(1.0, "fraction of the batch used in Fisher-vector products, in (0, 1]", "trust_region")
-    fvp: str = _setting("analytic", "Fisher-vector product: analytic (J^T M J v) | autograd (double back-prop)", "trust_region")
+    # empirical: the mean outer product of the scores at the sampled actions, not the Fisher's
+    # expectation over the policy's own actions (Kunstner et al. 2019 on how it can mislead).
+    fvp: str = _setting("analytic", "Fisher-vector product: analytic (J^T M J v) | autograd (double back-prop) | "
+                        "empirical (mean of g g^T at the sampled actions)", "trust_region")
+    # mean: the paper's practical form (Schulman et al. 2015, Sec. 4, Eq. 12; Spinning Up, sb3, Tianshou); max is the
+    # D_KL^max of the paper's Theorem 1. Only TRPO's line search reads it: npg has none and ignores it.
+    kl_bound: str = _setting("mean", "KL over states that the line search holds <= delta: mean | max "
+                             "(trpo only; npg has no line search)", "trust_region")
 
     # --- vanilla policy gradient
     pg_lr: float = _setting(3e-3, "Adam learning rate of vanilla PG", "pg")
@@ -149,6 +157,7 @@ class TrustRegionSettings:
     max_backtracks: int = 10
     fvp_fraction: float = 1.0
     fvp: str = "analytic"
+    kl_bound: str = "mean"  # "max": the line search bounds the largest per-state KL
     line_search: bool = True  # False is natural PG
 
     @classmethod
@@ -156,7 +165,7 @@ class TrustRegionSettings:
         return cls(
             max_kl=cfg.max_kl, cg_iters=cfg.cg_iters, cg_damping=cfg.cg_damping, cg_tol=cfg.cg_tol,
             backtrack_coef=cfg.backtrack_coef, max_backtracks=cfg.max_backtracks,
-            fvp_fraction=cfg.fvp_fraction, fvp=cfg.fvp, line_search=cfg.algo == "trpo",
+            fvp_fraction=cfg.fvp_fraction, fvp=cfg.fvp, kl_bound=cfg.kl_bound, line_search=cfg.algo == "trpo",
         )
 
 
@@ -300,61 +309,78 @@ def build_config(values: Mapping[str, Any], base: RunConfig | None = None, where
     return (cfg if not problems else None), problems
 
 
+@dataclass(frozen=True)
+class Problem:
+    """A problem with a config: the settings it involves and what is wrong."""
+
+    fields: tuple[str, ...]
+    message: str
+
+
 def validate(cfg: RunConfig, check_env: bool = True) -> list[str]:
     """Every problem with ``cfg``, each naming the setting and the allowed values."""
-    p: list[str] = []
+    return [p.message for p in check(cfg, check_env)]
 
-    def need(ok: bool, msg: str) -> None:
+
+def check(cfg: RunConfig, check_env: bool = True) -> list[Problem]:
+    """Every problem with ``cfg`` as (settings involved, message): a grid file names the
+    places those settings come from without reading the message."""
+    p: list[Problem] = []
+
+    def need(fields: tuple[str, ...], ok: bool, msg: str) -> None:
         if not ok:
-            p.append(msg)
+            p.append(Problem(fields, msg))
 
-    need(cfg.algo in ALGOS, f"'algo' must be one of {', '.join(ALGOS)}; got {cfg.algo!r}")
-    need(cfg.fvp in FVP_MODES, f"'fvp' must be one of {', '.join(FVP_MODES)}; got {cfg.fvp!r}")
-    need(cfg.vf_backend in VF_BACKENDS,
+    need(("algo",), cfg.algo in ALGOS, f"'algo' must be one of {', '.join(ALGOS)}; got {cfg.algo!r}")
+    need(("fvp",), cfg.fvp in FVP_MODES, f"'fvp' must be one of {', '.join(FVP_MODES)}; got {cfg.fvp!r}")
+    need(("kl_bound",), cfg.kl_bound in KL_BOUNDS,
+         f"'kl_bound' must be one of {', '.join(KL_BOUNDS)}; got {cfg.kl_bound!r}")
+    need(("vf_backend",), cfg.vf_backend in VF_BACKENDS,
          f"'vf_backend' must be one of {', '.join(VF_BACKENDS)}; got {cfg.vf_backend!r}")
-    need(cfg.env_backend in ENV_BACKENDS,
+    need(("env_backend",), cfg.env_backend in ENV_BACKENDS,
          f"'env_backend' must be one of {', '.join(ENV_BACKENDS)}; got {cfg.env_backend!r}")
-    need(cfg.activation in ACTIVATIONS, f"'activation' must be one of {', '.join(ACTIVATIONS)}; got {cfg.activation!r}")
-    need(cfg.total_steps >= 1, f"'total_steps' must be >= 1; got {cfg.total_steps}")
-    need(cfg.num_envs >= 1, f"'num_envs' must be >= 1; got {cfg.num_envs}")
-    need(cfg.steps_per_update >= 1, f"'steps_per_update' must be >= 1; got {cfg.steps_per_update}")
+    need(("activation",), cfg.activation in ACTIVATIONS, f"'activation' must be one of {', '.join(ACTIVATIONS)}; got {cfg.activation!r}")
+    need(("total_steps",), cfg.total_steps >= 1, f"'total_steps' must be >= 1; got {cfg.total_steps}")
+    need(("num_envs",), cfg.num_envs >= 1, f"'num_envs' must be >= 1; got {cfg.num_envs}")
+    need(("steps_per_update",), cfg.steps_per_update >= 1, f"'steps_per_update' must be >= 1; got {cfg.steps_per_update}")
     if cfg.num_envs >= 1 and cfg.steps_per_update >= 1:
-        need(cfg.steps_per_update % cfg.num_envs == 0,
+        need(("steps_per_update", "num_envs"), cfg.steps_per_update % cfg.num_envs == 0,
              f"'steps_per_update' ({cfg.steps_per_update}) must be a multiple of 'num_envs' ({cfg.num_envs})")
-    need(0.0 <= cfg.gamma <= 1.0, f"'gamma' must be in [0, 1]; got {cfg.gamma}")
-    need(0.0 <= cfg.gae_lambda <= 1.0, f"'gae_lambda' must be in [0, 1]; got {cfg.gae_lambda}")
-    need(len(cfg.hidden_sizes) >= 1 and all(h >= 1 for h in cfg.hidden_sizes),
+    need(("gamma",), 0.0 <= cfg.gamma <= 1.0, f"'gamma' must be in [0, 1]; got {cfg.gamma}")
+    need(("gae_lambda",), 0.0 <= cfg.gae_lambda <= 1.0, f"'gae_lambda' must be in [0, 1]; got {cfg.gae_lambda}")
+    need(("hidden_sizes",), len(cfg.hidden_sizes) >= 1 and all(h >= 1 for h in cfg.hidden_sizes),
          f"'hidden_sizes' must be a non-empty list of positive integers; got {list(cfg.hidden_sizes)}")
-    need(math.isfinite(cfg.max_kl) and cfg.max_kl > 0, f"'max_kl' (delta) must be > 0; got {cfg.max_kl}")
-    need(cfg.cg_iters >= 1, f"'cg_iters' must be >= 1; got {cfg.cg_iters}")
-    need(cfg.cg_damping >= 0, f"'cg_damping' must be >= 0; got {cfg.cg_damping}")
-    need(cfg.cg_tol >= 0, f"'cg_tol' must be >= 0; got {cfg.cg_tol}")
-    need(0 < cfg.backtrack_coef < 1, f"'backtrack_coef' must be in (0, 1); got {cfg.backtrack_coef}")
-    need(cfg.max_backtracks >= 0, f"'max_backtracks' must be >= 0; got {cfg.max_backtracks}")
-    need(0 < cfg.fvp_fraction <= 1, f"'fvp_fraction' must be in (0, 1]; got {cfg.fvp_fraction}")
-    need(cfg.pg_lr > 0, f"'pg_lr' must be > 0; got {cfg.pg_lr}")
-    need(cfg.pg_epochs >= 1, f"'pg_epochs' must be >= 1; got {cfg.pg_epochs}")
-    need(cfg.vf_lr > 0, f"'vf_lr' must be > 0; got {cfg.vf_lr}")
-    need(cfg.vf_epochs >= 0, f"'vf_epochs' must be >= 0; got {cfg.vf_epochs}")
-    need(cfg.vf_minibatches >= 1, f"'vf_minibatches' must be >= 1; got {cfg.vf_minibatches}")
+    need(("max_kl",), math.isfinite(cfg.max_kl) and cfg.max_kl > 0, f"'max_kl' (delta) must be > 0; got {cfg.max_kl}")
+    need(("cg_iters",), cfg.cg_iters >= 1, f"'cg_iters' must be >= 1; got {cfg.cg_iters}")
+    need(("cg_damping",), cfg.cg_damping >= 0, f"'cg_damping' must be >= 0; got {cfg.cg_damping}")
+    need(("cg_tol",), cfg.cg_tol >= 0, f"'cg_tol' must be >= 0; got {cfg.cg_tol}")
+    need(("backtrack_coef",), 0 < cfg.backtrack_coef < 1, f"'backtrack_coef' must be in (0, 1); got {cfg.backtrack_coef}")
+    need(("max_backtracks",), cfg.max_backtracks >= 0, f"'max_backtracks' must be >= 0; got {cfg.max_backtracks}")
+    need(("fvp_fraction",), 0 < cfg.fvp_fraction <= 1, f"'fvp_fraction' must be in (0, 1]; got {cfg.fvp_fraction}")
+    need(("pg_lr",), cfg.pg_lr > 0, f"'pg_lr' must be > 0; got {cfg.pg_lr}")
+    need(("pg_epochs",), cfg.pg_epochs >= 1, f"'pg_epochs' must be >= 1; got {cfg.pg_epochs}")
+    need(("vf_lr",), cfg.vf_lr > 0, f"'vf_lr' must be > 0; got {cfg.vf_lr}")
+    need(("vf_epochs",), cfg.vf_epochs >= 0, f"'vf_epochs' must be >= 0; got {cfg.vf_epochs}")
+    need(("vf_minibatches",), cfg.vf_minibatches >= 1, f"'vf_minibatches' must be >= 1; got {cfg.vf_minibatches}")
     if cfg.vf_minibatches >= 1 and cfg.steps_per_update >= 1:
-        need(cfg.vf_minibatches <= cfg.steps_per_update,
+        need(("vf_minibatches", "steps_per_update"), cfg.vf_minibatches <= cfg.steps_per_update,
              f"'vf_minibatches' ({cfg.vf_minibatches}) must be <= 'steps_per_update' ({cfg.steps_per_update})")
-    need(cfg.eval_every >= 0, f"'eval_every' must be >= 0; got {cfg.eval_every}")
-    need(cfg.eval_episodes >= 1, f"'eval_episodes' must be >= 1; got {cfg.eval_episodes}")
-    need(cfg.checkpoint_every >= 1, f"'checkpoint_every' must be >= 1; got {cfg.checkpoint_every}")
-    need(cfg.torch_threads >= 1, f"'torch_threads' must be >= 1; got {cfg.torch_threads}")
-    need(0 <= cfg.seed < 2**32, f"'seed' must be in [0, 2^32) (NumPy and gymnasium seeds are 32-bit); got {cfg.seed}")
-    # NaN passes every comparison above as False or slips through `>=` checks written as
-    # `not <`, and infinities are in range for most of them: no float setting may be either.
+    need(("eval_every",), cfg.eval_every >= 0, f"'eval_every' must be >= 0; got {cfg.eval_every}")
+    need(("eval_episodes",), cfg.eval_episodes >= 1, f"'eval_episodes' must be >= 1; got {cfg.eval_episodes}")
+    need(("checkpoint_every",), cfg.checkpoint_every >= 1, f"'checkpoint_every' must be >= 1; got {cfg.checkpoint_every}")
+    need(("torch_threads",), cfg.torch_threads >= 1, f"'torch_threads' must be >= 1; got {cfg.torch_threads}")
+    need(("seed",), 0 <= cfg.seed < 2**32,
+         f"'seed' must be in [0, 2^32) (NumPy and gymnasium seeds are 32-bit); got {cfg.seed}")
+    # NaN fails every comparison above or slips through, and infinities are in range for
+    # most of them: no float setting may be either.
     for f in fields(cfg):
         value = getattr(cfg, f.name)
-        if isinstance(value, float) and not math.isfinite(value) and not any(m.startswith(f"'{f.name}'") for m in p):
-            p.append(f"'{f.name}' must be a finite number; got {value}")
+        if isinstance(value, float) and not math.isfinite(value) and not any(f.name in q.fields for q in p):
+            p.append(Problem((f.name,), f"'{f.name}' must be a finite number; got {value}"))
     if check_env:
         problem = check_env_id(cfg.env_id)
         if problem:
-            p.append(problem)
+            p.append(Problem(("env_id",), problem))
     return p
 
 

@@ -2,7 +2,9 @@
 
 The Fisher matrix F of the policy is never formed: TRPO only needs products F v
 (Schulman et al. 2015, App. C), computed either by double back-prop of the mean KL
-(``autograd``) or as ``Jᵀ M J v`` through the network's Jacobian (``analytic``).
+(``autograd``) or as ``Jᵀ M J v`` through the network's Jacobian (``analytic``). The
+``empirical`` mode replaces F by the mean outer product of the per-sample scores at the
+sampled actions (see docs/trpo.md for how the two differ).
 """
 
 from __future__ import annotations
@@ -52,12 +54,15 @@ def mean_kl(policy: Policy, obs: torch.Tensor, old: DistParams) -> torch.Tensor:
 
 
 def make_fvp(policy: Policy, obs: torch.Tensor, old: DistParams, damping: float,
-             mode: str = "analytic", output: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Return ``v -> (F + damping·I) v`` at the current parameters, F the Fisher of π over ``obs``.
+             mode: str = "analytic", output: torch.Tensor | None = None,
+             actions: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Return ``v -> (F + damping·I) v`` at the current parameters, F the Fisher of π over ``obs``
+    (``analytic``, ``autograd``) or the empirical Fisher, the mean of g gᵀ at ``actions``.
 
     ``old`` must hold the distribution at the current parameters, detached. ``output``, if
     given, is ``policy.output(obs)`` with its autograd graph alive (the caller's forward
-    pass, reused by the analytic products instead of a new one).
+    pass, reused by the analytic and empirical products instead of a new one). ``actions``,
+    the actions sampled at ``obs``, are needed by the ``empirical`` mode only.
     """
     params = policy.param_list()
     if mode == "autograd":
@@ -80,7 +85,35 @@ def make_fvp(policy: Policy, obs: torch.Tensor, old: DistParams, damping: float,
             return policy.fisher_vector_product(obs, old, v, mean_out=out, acts=acts) + damping * v
 
         return fvp
-    raise ValueError(f"unknown Fisher-vector product mode {mode!r}: use 'analytic' or 'autograd'")
+    if mode == "empirical":
+        # F̂ = (1/B) Σ g_i g_iᵀ, g_i = ∇θ log π(a_i|s_i) = J_iᵀ d_i with d_i the score in the
+        # distribution's parameters (and, for a Gaussian, its log σ part). F̂ v = (1/B) Σ g_i (g_i·v):
+        # g_i·v for every i from one forward-mode product J v, then one backward pass.
+        if actions is None:
+            raise ValueError("the empirical Fisher-vector product needs the sampled actions")
+        out = policy.output(obs) if output is None else output
+        acts = policy.net.activations(obs)
+        with torch.no_grad():
+            d_out, d_log_std = policy.score(old, actions)  # (B, out), (B, A) or None
+        net_params = list(policy.net.parameters())
+        sizes = [p.numel() for p in net_params]
+        n_net = sum(sizes)
+
+        def fvp(v: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                dnet = [c.view_as(p) for c, p in zip(torch.split(v[:n_net], sizes), net_params)]
+                gv = (d_out * policy.net.forward_tangent(obs, dnet, acts)).sum(-1)  # g_i·v, (B,)
+                if d_log_std is not None:
+                    gv = gv + d_log_std @ v[n_net:]
+                w = gv / obs.shape[0]
+            grads = torch.autograd.grad(out, net_params, grad_outputs=w[:, None] * d_out, retain_graph=True)
+            parts = [g.reshape(-1) for g in grads]
+            if d_log_std is not None:
+                parts.append(d_log_std.T @ w)
+            return torch.cat(parts) + damping * v
+
+        return fvp
+    raise ValueError(f"unknown Fisher-vector product mode {mode!r}: use 'analytic', 'autograd' or 'empirical'")
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,18 +34,30 @@ class WandbLogger:
 
     def __init__(self, run_dir: Path, run_id: str, config: dict[str, Any], mode: str | None = None,
                  project: str = "trpo-bench", group: str | None = None, tags: list[str] | None = None,
-                 resume: bool = False, run_key: str | None = None):
+                 resume: bool = False, run_key: str | None = None, history: list[dict[str, Any]] | None = None):
+        """``history``: on resume, the rows already in metrics.csv (up to the checkpoint).
+
+        Offline, W&B keeps what a run logged in a buffer that a SIGKILL loses, so a resumed
+        run's offline record is written anew: the rows of ``history`` first, then the new ones,
+        and the records the run's earlier processes left are removed. The newest record then
+        holds the whole history, equal to metrics.csv, for ``wandb sync`` to upload once.
+        Online, the server already holds what it received and nothing is replayed.
+        """
         self.mode = resolve_mode(mode)
         self.run = None
         if self.mode == "disabled":
             return
+        key = run_key or wandb_id(Path(run_dir), run_id, config.get("grid"))
         try:
             import wandb
 
             (Path(run_dir) / "wandb").mkdir(parents=True, exist_ok=True)
+            if self.mode == "offline" and resume:
+                for old in (Path(run_dir) / "wandb").glob(f"offline-run-*-{key}"):
+                    shutil.rmtree(old, ignore_errors=True)
             self.run = wandb.init(
                 project=project, group=group, name=run_id, tags=list(tags or []), config=config,
-                dir=str(run_dir), mode=self.mode, id=run_key or wandb_id(Path(run_dir), run_id, config.get("grid")),
+                dir=str(run_dir), mode=self.mode, id=key,
                 resume="allow" if resume else None, reinit="create_new",
                 settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
             )
@@ -53,6 +66,10 @@ class WandbLogger:
         except Exception as err:  # the run store still records everything
             print(f"warning: W&B disabled for this run ({type(err).__name__}: {err})", file=sys.stderr)
             self.run = None
+            return
+        if self.mode == "offline" and resume:
+            for row in history or []:
+                self.log({k: _number(v) for k, v in row.items() if v != ""})
 
     def log(self, row: dict[str, Any]) -> None:
         if self.run is None:
@@ -67,6 +84,15 @@ class WandbLogger:
                 self.run.finish(exit_code=exit_code)
             finally:
                 self.run = None
+
+
+def _number(text: str) -> float | int:
+    """A metrics.csv value as it was logged: integers stay integers (floats are written with
+    repr, so they read back to the same bits)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 def wandb_id(run_dir: Path, run_id: str, grid: str | None) -> str:

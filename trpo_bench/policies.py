@@ -1,10 +1,10 @@
 """Policies (Gaussian for Box actions, categorical for Discrete) and the value network.
 
 A policy maps observations to the parameters of its action distribution
-(``DistParams``); log-probabilities, entropy and KL are plain functions of those
-parameters, so the natural-gradient code can differentiate them twice, and
-:meth:`Policy.fisher_output_product` gives the Fisher of the output distribution
-for the analytic Fisher-vector product ``F v = J^T M J v``.
+(``DistParams``); log-probabilities, their gradient in those parameters (``score``),
+entropy and KL are plain functions of them, so the natural-gradient code can differentiate
+them twice. ``fisher_vector_product`` is the analytic ``F v = J^T M J v`` with M the Fisher
+of the output distribution; ``score`` gives the per-sample gradients of the empirical Fisher.
 
 Collection runs through :class:`NumpyActor`, a NumPy copy of the policy network:
 for a handful of observations per step, torch's per-call overhead exceeds the
@@ -120,6 +120,12 @@ class GaussianPolicy(nn.Module):
         return -0.5 * (z * z).sum(-1) - p.log_std.sum() - 0.5 * p.main.shape[-1] * LOG_2PI
 
     @staticmethod
+    def score(p: DistParams, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """∇ log π(a|s) with respect to the mean, (a − μ)/σ², and to log σ, z² − 1; each (B, A)."""
+        z = (act - p.main) * torch.exp(-p.log_std)
+        return z * torch.exp(-p.log_std), z * z - 1.0
+
+    @staticmethod
     def entropy(p: DistParams) -> torch.Tensor:
         per = (p.log_std + 0.5 * (1.0 + LOG_2PI)).sum()
         return per.expand(p.main.shape[0])
@@ -171,6 +177,12 @@ class CategoricalPolicy(nn.Module):
     def log_prob(p: DistParams, act: torch.Tensor) -> torch.Tensor:
         logp = torch.log_softmax(p.main, -1)
         return logp.gather(-1, act.long().reshape(-1, 1)).squeeze(-1)
+
+    @staticmethod
+    def score(p: DistParams, act: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """∇ log π(a|s) with respect to the logits, onehot(a) − softmax, (B, K); no log σ (None)."""
+        onehot = torch.nn.functional.one_hot(act.long().reshape(-1), p.main.shape[-1]).to(p.main.dtype)
+        return onehot - torch.softmax(p.main, -1), None
 
     @staticmethod
     def entropy(p: DistParams) -> torch.Tensor:
@@ -250,7 +262,8 @@ class NumpyActor:
     def sync(self, policy: Policy) -> None:
         """Copy the current torch weights (call after every policy update)."""
         with torch.no_grad():
-            self.weights = [(l.weight.double().numpy().T.copy(), l.bias.double().numpy().copy()) for l in policy.net.layers]
+            self.weights = [(layer.weight.double().numpy().T.copy(), layer.bias.double().numpy().copy())
+                            for layer in policy.net.layers]
             self.std = None if self.discrete else np.exp(policy.log_std.double().numpy())
         self.activation = policy.net.activation
 

@@ -197,10 +197,10 @@ class RunStore:
                 problems.append(f"{p}: no {', '.join(repr(k) for k in needed if k not in record)} field")
         return problems
 
-    def check_metrics(self, updates: int) -> list[str]:
-        """Problems with metrics.csv for a run whose checkpoint has seen ``updates`` updates:
-        its rows must be updates 1, 2, ... with none missing, repeated or out of order, at
-        least up to ``updates`` (later rows are cut on resume)."""
+    def check_metrics(self, updates: int, source: str = "the checkpoint") -> list[str]:
+        """Problems with metrics.csv for a run that ``source`` (its checkpoint, or status.json)
+        says has done ``updates`` updates: its rows must be updates 1, 2, ... with none missing,
+        repeated or out of order, at least up to ``updates`` (later rows are cut on resume)."""
         p = self.path / METRICS
         if not p.is_file():
             return [f"{p}: missing"]
@@ -217,7 +217,7 @@ class RunStore:
                 what = f"update {i} is missing" if u > i else f"update {u} appears again after update {i - 1}"
                 return [f"{p}: {what} (row {i + 1} holds update {u})"]
         if len(seen) < updates:
-            return [f"{p}: has {len(seen)} update rows, but the checkpoint is at update {updates}"]
+            return [f"{p}: has {len(seen)} update rows, but {source} is at update {updates}"]
         return []
 
 

@@ -24,6 +24,7 @@ import torch
 
 from trpo_bench import algos
 from trpo_bench import signals as stop_signals
+from trpo_bench import value as value_fit
 from trpo_bench.algos.common import PolicyBatch
 from trpo_bench.config import ConfigError, PGSettings, RunConfig, TrustRegionSettings, ValueSettings, prepare
 from trpo_bench.envs import IdentityNormalizer, RewardScaler, RunningMeanStd, VecEnv, action_bounds, make_vec_env
@@ -31,10 +32,9 @@ from trpo_bench.evaluate import evaluate_policy
 from trpo_bench.locks import FileLock
 from trpo_bench.logger import WandbLogger, wandb_id
 from trpo_bench.policies import NumpyActor, ValueNet, make_policy
-from trpo_bench.progress import Progress
+from trpo_bench.progress import Progress, run_detail
 from trpo_bench.rollout import collect
 from trpo_bench.store import METRIC_COLUMNS, RunStore, is_run_dir, make_run_id, safe_name
-from trpo_bench import value as value_fit
 
 
 class Interrupted(Exception):
@@ -189,9 +189,9 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int) -> float:
 def _require_finite(*named: tuple[str, Any]) -> None:
     """Raise NonFinite naming the first quantity with a NaN or an infinity."""
     for name, values in named:
-        arr = values.numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+        arr = (values.numpy() if isinstance(values, torch.Tensor) else np.asarray(values)).reshape(-1)
         if arr.size and not np.isfinite(arr).all():
-            kinds = sorted({"NaN" if np.isnan(v) else "infinity" for v in arr.reshape(-1)[~np.isfinite(arr.reshape(-1))][:100]})
+            kinds = sorted({"NaN" if np.isnan(v) else "infinity" for v in arr[~np.isfinite(arr)][:100]})
             raise NonFinite(f"non-finite {name} ({' and '.join(kinds)})")
 
 
@@ -232,24 +232,53 @@ def run(cfg: RunConfig | None, options: RunOptions | None = None, resume_dir: st
         assert cfg is not None, "run() needs a config or a run to resume"
         run_dir = run_dir_for(cfg, options)
     prepare(cfg)
-    lock = options.lock
-    if lock is None:
-        lock = FileLock(lock_path(run_dir))
+    own_lock = options.lock is None
+    lock = options.lock or FileLock(lock_path(run_dir))
+    if own_lock and lock.is_locked():
+        raise _busy(run_dir, lock)
+    if resuming:
+        # Checked before the lock is taken, so a refused resume writes nothing, not even a lock file.
+        checkpoint = _resumable_checkpoint(RunStore(run_dir), options.trust_checkpoint)
+        done = (RunStore(run_dir).read_status() or {}).get("state") == "done"
+        if done and checkpoint["update"] >= math.ceil(cfg.total_steps / cfg.steps_per_update):
+            return RunResult(run_dir, "done", checkpoint["env_steps"], checkpoint["update"], {})
+    if own_lock:
         try:
             taken = lock.acquire(note=" ".join(sys.argv[:3]))
         except OSError as err:
             raise ConfigError([f"--out {options.out}: cannot write the run store there ({err.strerror or err})"]) \
                 from None
         if not taken:
-            raise ConfigError([f"{run_dir} is being trained by {lock.holder()}; one process at a time trains a run "
-                               "(wait for it to finish, or stop it, then resume)"])
+            raise _busy(run_dir, lock)
     try:
         if not resuming and is_run_dir(run_dir):
             raise ConfigError([f"{run_dir} exists: continue it with --resume {run_dir}, or choose another --out"])
         return _Training(cfg, options, run_dir, resuming=resuming).run()
     finally:
-        if options.lock is None:
+        if own_lock:
             lock.release()
+
+
+def _busy(run_dir: Path, lock: FileLock) -> ConfigError:
+    return ConfigError([f"{run_dir} is being trained by {lock.holder()}; one process at a time trains a run "
+                        "(wait for it to finish, or stop it, then resume)"])
+
+
+def _resumable_checkpoint(store: RunStore, trust: bool) -> dict[str, Any]:
+    """The checkpoint to resume from, after checking that the store agrees with it (reads only)."""
+    from trpo_bench import checkpoint as ckpt
+    from trpo_bench.store import CHECKPOINT
+
+    path = store.path / CHECKPOINT
+    if not path.is_file():
+        raise ConfigError([f"{store.path}: no checkpoint.pt to resume from (the run stopped before its first "
+                           "checkpoint); delete the directory and start the run again"])
+    state, _ = ckpt.load(path, trust=trust)
+    problems = store.check_metrics(state["update"])
+    if problems:
+        raise ConfigError([*problems, "the run store is damaged and its rows cannot be recovered; start the run "
+                                      "again in a new directory"])
+    return state
 
 
 def _stored_run(run_dir: Path, options: RunOptions) -> RunConfig:
@@ -330,6 +359,7 @@ class _Training:
         logger = WandbLogger(self.run_dir, self.run_id, self._wandb_config(), mode=self.options.wandb,
                              project=self.options.project, group=self.options.group or self.options.grid,
                              tags=self.options.tags, resume=self.resuming,
+                             history=self.store.read_metrics() if self.resuming else None,
                              run_key=record.get("wandb_id") or wandb_id(self.run_dir, self.run_id, record.get("grid")))
         progress = Progress(self.run_id, cfg.total_steps, interval=self.options.progress_interval) \
             if self.options.progress else None
@@ -400,11 +430,12 @@ class _Training:
                 row = self._row(env_steps, update, time.perf_counter() - start, cfg.steps_per_update / (t3 - t0),
                                 (t0, t1, t2, t3), batch, pstats.metrics(), vmetrics)
                 if cfg.eval_every and update % cfg.eval_every == 0:
-                    row["eval/return_mean"] = evaluate(agent, cfg.env_id, cfg.eval_episodes, cfg.seed + 1_000_003 * update)
+                    row["eval/return_mean"] = evaluate(agent, cfg.env_id, cfg.eval_episodes,
+                                                       cfg.seed + 1_000_003 * update)
                 self.store.append_metrics(row)
                 logger.log(row)
                 if progress:
-                    progress.update(env_steps, episodes, last_return)
+                    progress.update(env_steps, run_detail(episodes, last_return))
 
                 if update % cfg.checkpoint_every == 0 or update == n_updates:
                     save_checkpoint()
@@ -433,7 +464,7 @@ class _Training:
             stop("failed", text, retryable=True)
             raise RunFailed(text, retryable=True) from err
         if progress:
-            progress.update(env_steps, episodes, last_return, final=True)
+            progress.update(env_steps, run_detail(episodes, last_return), final=True)
         self.store.write_status("done", env_steps, cfg.total_steps, update)
         logger.finish()
         stop_signals.restore(old_handlers)
@@ -441,16 +472,10 @@ class _Training:
         return RunResult(self.run_dir, "done", env_steps, update, row)
 
     def _checked_checkpoint(self) -> dict[str, Any]:
-        """The checkpoint to resume from, after checking that the store agrees with it."""
-        checkpoint = self.store.load_checkpoint(trust=self.options.trust_checkpoint)
-        if checkpoint is None:
-            raise ConfigError([f"{self.run_dir}: no checkpoint.pt to resume from (the run stopped before its first "
-                               "checkpoint); delete the directory and start the run again"])
-        problems = self.store.check_metrics(checkpoint["update"])
-        if problems:
-            raise ConfigError([*problems, "the run store is damaged: rows cannot be recovered; start the run again "
-                                          "in a new directory"])
-        return checkpoint
+        """The checkpoint, read again under the run's lock (an old-format file the user trusts is
+        rewritten here), after the same checks as before the lock."""
+        _resumable_checkpoint(self.store, self.options.trust_checkpoint)
+        return self.store.load_checkpoint(trust=self.options.trust_checkpoint)
 
     def _extended(self, stored: dict[str, Any]) -> dict[str, Any]:
         """config.json with the raised budget, and a record of the extension."""

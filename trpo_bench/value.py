@@ -93,7 +93,8 @@ class _NumpyFit:
         state = self.optimizer.state
         for p in self.params:  # torch's lazily created Adam state, as its first step() would make it
             if p not in state or not state[p]:
-                state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                state[p] = {"step": torch.tensor(0.0),
+                            "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
                             "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
         theta = self._flat(self.params)
         m = self._flat([state[p]["exp_avg"] for p in self.params])

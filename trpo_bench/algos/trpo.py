@@ -17,7 +17,10 @@ from trpo_bench.policies import DistParams, Policy
 
 
 def update(policy: Policy, batch: PolicyBatch, settings: TrustRegionSettings) -> PolicyStats:
-    """One trust-region step: maximize L(θ) subject to mean KL(π_old ‖ π_θ) ≤ δ."""
+    """One trust-region step: maximize L(θ) subject to KL(π_old ‖ π_θ) ≤ δ, the KL's mean over
+    the batch's states (``kl_bound="mean"``) or its maximum (``"max"``, line search only)."""
+    if settings.kl_bound not in ("mean", "max"):
+        raise ValueError(f"unknown kl_bound {settings.kl_bound!r}: use 'mean' or 'max'")
     params = policy.param_list()
     theta_old = flat_params(params)
     # One forward pass at θ_old, with its graph, serves π_old (detached), the surrogate's
@@ -35,9 +38,10 @@ def update(policy: Policy, batch: PolicyBatch, settings: TrustRegionSettings) ->
     # 2. Search direction s ≈ F⁻¹ g by conjugate gradient with Fisher-vector products,
     #    optionally on a subsample of the states (App. C.1).
     idx = subsample_indices(batch.obs.shape[0], settings.fvp_fraction)
-    fvp_obs, fvp_old = (batch.obs, old) if idx is None else (batch.obs[idx], old.index(idx))
+    fvp_obs, fvp_old, fvp_act = ((batch.obs, old, batch.actions) if idx is None
+                                 else (batch.obs[idx], old.index(idx), batch.actions[idx]))
     fvp = make_fvp(policy, fvp_obs, fvp_old, settings.cg_damping, settings.fvp,
-                   output=dist.main if idx is None else None)
+                   output=dist.main if idx is None else None, actions=fvp_act)
     cg = conjugate_gradient(fvp, g, settings.cg_iters, settings.cg_tol)
     s = cg.x
 
@@ -63,14 +67,16 @@ def update(policy: Policy, batch: PolicyBatch, settings: TrustRegionSettings) ->
         return _finish(stats, policy, batch, old, accepted=True, step=full_step, g=g, surr_old=surr_old,
                        logp_old=logp_old, fraction=None, backtracks=None)
 
-    # 4. Backtracking line search: shrink the step until the KL bound holds and the
-    #    surrogate improves; non-finite values count as failures.
+    # 4. Backtracking line search: shrink the step until the KL bound holds (mean over states,
+    #    or with kl_bound="max" the largest, Theorem 1's D_KL^max) and the surrogate improves;
+    #    non-finite values count as failures.
     for j in range(settings.max_backtracks + 1):
         fraction = settings.backtrack_coef**j
         set_flat_params(params, theta_old + fraction * full_step)
         with torch.no_grad():
             new = policy(batch.obs)
-            kl = float(policy.kl(old, new).mean())
+            kl_per_state = policy.kl(old, new)
+            kl = float(kl_per_state.max() if settings.kl_bound == "max" else kl_per_state.mean())
             improve = float(surrogate(policy, batch, logp_old, new)) - surr_old
         if math.isfinite(kl) and math.isfinite(improve) and kl <= settings.max_kl and improve > 0.0:
             return _finish(stats, policy, batch, old, accepted=True, step=fraction * full_step, g=g,
