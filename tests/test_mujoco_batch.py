@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -138,6 +139,16 @@ def test_backend_choice():
     assert set(TASKS) >= {"Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5", "Swimmer-v5",
                           "InvertedPendulum-v5", "InvertedDoublePendulum-v5", "Reacher-v5"}
     assert isinstance(make_vec_env("Hopper-v5", 2, 0), MujocoBatchEnv)
+    # Hopper-v5 registered with a non-default argument steps gymnasium's env.
+    registered = gym.registry["Hopper-v5"]
+    try:
+        with pytest.warns(UserWarning, match="Overriding environment Hopper-v5"):
+            gym.register("Hopper-v5", entry_point=registered.entry_point, max_episode_steps=1000,
+                         kwargs={"ctrl_cost_weight": 0.01})
+        assert not supports("Hopper-v5") and type(make_vec_env("Hopper-v5", 2, 0)) is VecEnv
+    finally:
+        gym.registry["Hopper-v5"] = registered
+    assert supports("Hopper-v5")
     assert type(make_vec_env("Hopper-v5", 2, 0, "gymnasium")) is VecEnv
     assert type(make_vec_env("CartPole-v1", 2, 0)) is VecEnv
     # A resume continues on the backend that captured the state, whatever the setting says.

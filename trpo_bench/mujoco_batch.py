@@ -32,12 +32,14 @@ _STATE = mujoco.mjtState.mjSTATE_INTEGRATION
 
 
 def supports(env_id: str) -> bool:
-    """True when ``env_id`` is a task this module restates, registered with its default
-    arguments (gymnasium's registry holds no extra kwargs for it)."""
+    """True when ``env_id`` is a task this module restates, registered as gymnasium registers
+    it: gymnasium's own class, no extra arguments, no extra wrappers (its time limit may
+    differ; it is read from the registry)."""
     if env_id not in TASKS:
         return False
     spec = gym.spec(env_id)
-    return not spec.kwargs
+    entry = spec.entry_point if isinstance(spec.entry_point, str) else ""
+    return entry.startswith("gymnasium.envs.mujoco.") and not spec.kwargs and not spec.additional_wrappers
 
 
 class MujocoBatchEnv:
