@@ -70,7 +70,7 @@ class RunConfig:
     normalize_advantages: bool = _setting(True, "standardize advantages per batch", "rollout")
     # auto: gymnasium's MuJoCo v5 tasks at their default arguments step in trpo_bench.mujoco_batch,
     # which restates them in NumPy with the same bits (tests/test_mujoco_batch.py) and steps
-    # random actions 1.3-1.4x faster (docs/performance.md); every other env id steps gymnasium's
+    # random actions 1.3-1.6x faster (docs/performance.md); every other env id steps gymnasium's
     # own env. gymnasium: always the latter.
     env_backend: str = _setting("auto", "how envs are stepped: auto (batched MuJoCo where it applies) | gymnasium", "rollout")
 
