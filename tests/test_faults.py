@@ -325,7 +325,9 @@ def write_old_format(run_dir: Path) -> None:
 
 
 def test_an_old_checkpoint_is_refused_then_trusted_once_and_rewritten(tmp_path, capsys):
-    args = ["--env", "Hopper-v5", "--wandb", "disabled", "--quiet", *QUICK, "--set", "checkpoint_every=1"]
+    # trpo-bench 0.1 stepped gymnasium's envs (its checkpoints pickled their MjData)
+    args = ["--env", "Hopper-v5", "--wandb", "disabled", "--quiet", *QUICK, "--set", "checkpoint_every=1",
+            "--set", "env_backend=gymnasium"]
     assert main(["train", "--steps", "1024", "--out", str(tmp_path / "cut"), *args]) == 0
     assert main(["train", "--steps", "2048", "--out", str(tmp_path / "full"), *args]) == 0
     cut, full = only_run(tmp_path / "cut"), only_run(tmp_path / "full")
