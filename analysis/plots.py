@@ -10,9 +10,8 @@ standard deviations. ``make_all`` writes every figure the data supports.
 from __future__ import annotations
 
 import functools
+import io
 import math
-import os
-import tempfile
 import textwrap
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from matplotlib.ticker import FuncFormatter, NullLocator
 from analysis import stats, summary
 from analysis.load import RunStore, load_store
 from analysis.summary import RETURN, algo_label, format_steps, format_value
+from trpo_bench.rundir import atomic_write_bytes
 
 # ---------------------------------------------------------------------------
 # Style
@@ -1000,15 +1000,10 @@ def save_figure(fig: Figure, out_dir: Path, name: str, formats: Sequence[str] = 
     paths = []
     with paper_style():
         for fmt in formats:
+            buf = io.BytesIO()
+            fig.savefig(buf, format=fmt)
             path = out_dir / f"{name}.{fmt}"
-            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=f".{fmt}")
-            os.close(fd)
-            try:
-                fig.savefig(tmp, format=fmt)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write_bytes(path, buf.getvalue())
             paths.append(path)
     return paths
 

@@ -27,7 +27,8 @@ from typing import Any
 import pandas as pd
 
 from analysis import plots, stats, summary, tables
-from analysis.load import RunStore, atomic_write, load_store
+from analysis.load import RunStore, load_store
+from trpo_bench.rundir import atomic_write_text
 
 
 def _rel(path: Path, start: Path) -> str:
@@ -221,7 +222,7 @@ def write_report_files(
         if len(search):
             path = grid_dirs[grid] / "line_search.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, search.to_csv(index=False))
+            atomic_write_text(path, search.to_csv(index=False))
             written.append(path)
             md += ["### Line search", "",
                    "Updates whose line search took at least one backtrack, and whose step was rejected "
@@ -243,7 +244,7 @@ def write_report_files(
             if pdf is not None:
                 md += [f"[PDF]({_rel(pdf, out_dir)})", ""]
     report = out_dir / "report.md"
-    atomic_write(report, "\n".join(md))
+    atomic_write_text(report, "\n".join(md))
     return [*written, report]
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import summary
-from analysis.load import atomic_write
+from trpo_bench.rundir import atomic_write_text
 
 
 def _decimals(values: np.ndarray) -> int:
@@ -102,7 +102,7 @@ def write_tables(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
-    atomic_write(paths[0], table.to_csv(index=False))
-    atomic_write(paths[1], to_markdown(table))
-    atomic_write(paths[2], to_latex(table, caption=caption, label=label or f"tab:{name}"))
+    atomic_write_text(paths[0], table.to_csv(index=False))
+    atomic_write_text(paths[1], to_markdown(table))
+    atomic_write_text(paths[2], to_latex(table, caption=caption, label=label or f"tab:{name}"))
     return paths
