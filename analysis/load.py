@@ -117,12 +117,19 @@ def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
+def _setting_value(value: Any) -> Any:
+    """A scalar as it is; a list of scalars (``hidden_sizes``) as "64x64", as run ids write it."""
+    if isinstance(value, (list, tuple)) and all(_scalar(v) for v in value):
+        return "x".join(map(str, value))
+    return value
+
+
 def _settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's flat settings: config["config"] scalars overlaid by its axes."""
-    flat = {k: v for k, v in (config.get("config") or {}).items() if _scalar(v)}
-    flat.update({k: v for k, v in (config.get("axes") or {}).items() if _scalar(v)})
+    """The run's flat settings: config["config"] overlaid by its axes; scalars and lists of them."""
+    flat = {k: _setting_value(v) for k, v in (config.get("config") or {}).items()}
+    flat.update({k: _setting_value(v) for k, v in (config.get("axes") or {}).items()})
     reserved = set(META_COLUMNS) | set(RUN_STATUS_COLUMNS)
-    return {k: v for k, v in flat.items() if k not in reserved and not is_metric(k)}
+    return {k: v for k, v in flat.items() if _scalar(v) and k not in reserved and not is_metric(k)}
 
 
 def metrics_frame(path: Path) -> pd.DataFrame | None:

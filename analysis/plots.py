@@ -1029,7 +1029,7 @@ def build_figures(
     runs, metrics = store.runs, store.metrics
     if runs.empty:
         return
-    ablate = summary.varying_axes(runs, store.axes)
+    ablate = summary.method_settings(runs, store.axes)
     final = summary.with_methods(summary.final_scores(store), ablate)
     metrics = summary.with_methods(metrics, ablate) if len(metrics) else metrics.assign(method=[])
     has_returns = RETURN in metrics and metrics[RETURN].notna().any()

@@ -67,6 +67,22 @@ def grid_summary(store: RunStore, grid: str) -> list[str]:
     return lines
 
 
+def methods_section(store: RunStore) -> list[str]:
+    """Markdown: what each group of runs (a method) is, by every setting that differs."""
+    settings = summary.method_settings(store.runs, store.axes)
+    final = summary.with_methods(store.runs.drop(columns=["_axes"], errors="ignore"), settings)
+    table = summary.method_definitions(final, settings)
+    if table.empty:
+        return []
+    lines = ["Runs are grouped by every setting that differs among the runs of a task, seed aside"
+             + (f" (here: {_code_list(settings)})" if settings else " (here: the algorithm only)")
+             + "; runs that differ in any other way are never pooled. Settings that differ within this "
+             "grid, per group:", "", "| method | runs | tasks | settings |", "|---|---:|---:|---|"]
+    lines += [f"| {r['method']} | {r['runs']} | {r['tasks']} | {r['settings'] or 'n/a'} |"
+              for r in table.to_dict("records")]
+    return lines
+
+
 MAX_LISTED = 10  # never-started runs named in full up to this many
 
 
@@ -108,7 +124,7 @@ def _final_table(store: RunStore, reps: int, seed: int, statistic: str = "mean",
                  scores: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per task and method: ``statistic`` of the runs' "final" column (default: the training
     return, ``summary.final_scores``) with its bootstrap CI, methods in plotting order."""
-    ablate = summary.varying_axes(store.runs, store.axes)
+    ablate = summary.method_settings(store.runs, store.axes)
     final = summary.with_methods(summary.final_scores(store) if scores is None else scores, ablate)
     order = summary.method_order(final, ablate)
     table = summary.final_table(final, statistic=statistic, reps=reps, seed=seed)
@@ -122,7 +138,7 @@ def line_search_table(store: RunStore) -> pd.DataFrame:
     m = store.metrics
     if m.empty or "policy/backtracks" not in m.columns:
         return pd.DataFrame(columns=cols)
-    ablate = summary.varying_axes(store.runs, store.axes)
+    ablate = summary.method_settings(store.runs, store.axes)
     rows = summary.with_methods(m[m["policy/backtracks"].notna()], ablate)
     if rows.empty:
         return pd.DataFrame(columns=cols)
@@ -188,7 +204,8 @@ def write_report_files(
     grid_dirs = plots.grid_output_dirs(store, out_dir / "tables")
     for grid in store.grid_names:
         sub = store.select_grid(grid)
-        md += [f"## Grid `{grid}`", "", *grid_summary(sub, grid), "", "### Failed or unfinished runs", "",
+        md += [f"## Grid `{grid}`", "", *grid_summary(sub, grid), "", "### Methods", "", *methods_section(sub), "",
+               "### Failed or unfinished runs", "",
                *problem_runs(sub, grid), "", "### Final return", ""]
         table = _final_table(sub, reps, seed)
         paths = tables.write_tables(table, grid_dirs[grid], "final_return", label=f"tab:final_return_{grid}",

@@ -1,8 +1,9 @@
 """From tidy run-store frames to the arrays that ``stats`` works on.
 
-Vocabulary: a *method* is an algorithm plus the values of the grid axes that
-vary within it ("TRPO" in an algorithm comparison, "TRPO, δ=0.01" in an
-ablation). Final performance is taken only from *finished* runs (state "done"
+Vocabulary: a *method* is an algorithm plus its values of every setting that
+varies among the runs of one task, seed aside (``method_settings``): "TRPO" in an
+algorithm comparison, "TRPO, δ=0.01" in an ablation, "TRPO, total_steps=20k" when two
+runs differ in length only. Runs that differ in any setting are never one method. Final performance is taken only from *finished* runs (state "done"
 and env_steps >= total_steps); the others are counted and reported, not used.
 """
 
@@ -16,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats
-from analysis.load import RunStore
+from analysis.load import META_COLUMNS, RUN_STATUS_COLUMNS, RunStore
+from trpo_bench.rundir import NOT_NUMERIC
 
 RETURN = "rollout/ep_return_mean"
 ALGO_ORDER = ("trpo", "npg", "pg")
@@ -98,15 +100,56 @@ def _axis_column(runs: pd.DataFrame, axis: str) -> pd.Series:
 
 
 def varying_axes(runs: pd.DataFrame, axes: Sequence[str]) -> list[str]:
-    """Grid axes, numeric or categorical, with more than one value within some (grid, algo, env_id)."""
+    """Of ``axes``, those with more than one value (missing counts as one) within some
+    (grid, algo, env_id): numeric or categorical."""
     out = []
     for axis in axes:
         if axis not in runs.columns or axis in ("seed",) or runs[axis].isna().all():
             continue
-        counts = _axis_column(runs, axis).groupby([runs["grid"], runs["algo"], runs["env_id"]]).nunique()
+        values = _axis_column(runs, axis).astype(object).where(runs[axis].notna(), "<missing>")
+        counts = values.groupby([runs["grid"], runs["algo"], runs["env_id"]]).nunique()
         if (counts > 1).any():
             out.append(axis)
     return out
+
+
+def setting_columns(runs: pd.DataFrame) -> list[str]:
+    """Columns of a runs table that hold a run's settings (``total_steps`` included; seed,
+    bookkeeping and settings that do not change the numbers, ``rundir.NOT_NUMERIC``, left out)."""
+    skip = {*META_COLUMNS, *RUN_STATUS_COLUMNS, "_axes", "final", "method", *NOT_NUMERIC} - {"total_steps"}
+    return [c for c in runs.columns if c not in skip]
+
+
+def method_settings(runs: pd.DataFrame, axes: Sequence[str] = ()) -> list[str]:
+    """The settings that tell methods apart: every setting with more than one value among the
+    runs of one (grid, algo, task), seed aside; grid ``axes`` first, then the rest by name.
+
+    A method is an algorithm and its values of these settings, so runs that differ in any
+    setting (``total_steps``, ``cg_damping``, ...) are never pooled as seeds of one method, while
+    a setting that only changes with the task (``total_steps`` set per task) names no method.
+    """
+    candidates = [a for a in axes if a in runs.columns] + sorted(c for c in setting_columns(runs) if c not in axes)
+    return varying_axes(runs, list(dict.fromkeys(candidates)))
+
+
+def method_definitions(final: pd.DataFrame, settings: Sequence[str]) -> pd.DataFrame:
+    """One row per method: its runs, tasks and the value of every setting that differs among
+    the runs of ``final`` (seed aside), or its value per task where only the task changes it,
+    so a report can say exactly what each group is. ``final`` has a "method" column."""
+    cols = [c for c in setting_columns(final) if c != "algo" and final[c].astype(str).nunique() > 1]
+    cols = [*(c for c in settings if c in cols), *(c for c in cols if c not in settings)]
+    rows = []
+    for method in method_order(final, settings):
+        g = final[final["method"] == method]
+        parts = []
+        for c in cols:
+            per_task = g.groupby("env_id", sort=True)[c].first()
+            if per_task.astype(str).nunique() == 1:
+                parts.append(f"{c}={format_value(per_task.iloc[0])}")
+            else:
+                parts.append(f"{c} per task: " + ", ".join(f"{format_value(v)} ({t})" for t, v in per_task.items()))
+        rows.append({"method": method, "runs": len(g), "tasks": g["env_id"].nunique(), "settings": "; ".join(parts)})
+    return pd.DataFrame(rows, columns=["method", "runs", "tasks", "settings"])
 
 
 def algos_varying(runs: pd.DataFrame, axis: str) -> list[str]:

@@ -25,7 +25,7 @@ from typing import Any
 from trpo_bench.config import RunConfig, stored_settings
 # The contract lives in rundir; its names stay importable from here for the rest of the code.
 from trpo_bench.rundir import (  # noqa: F401
-    CHECKPOINT, CONFIG, EVAL, GRID, METRIC_COLUMNS, METRICS, STATUS, TIME_COLUMNS, atomic_write_bytes,
+    CHECKPOINT, CONFIG, EVAL, GRID, METRIC_COLUMNS, METRICS, NOT_NUMERIC, STATUS, TIME_COLUMNS, atomic_write_bytes,
     atomic_write_text, is_run_dir, iter_run_dirs, read_json, read_metrics_rows, write_json,
 )
 
@@ -142,8 +142,7 @@ def export_runs(src: Path, dst: Path) -> list[Path]:
     return written
 
 
-# Settings that change how a run is carried out but not its numbers; left out of run ids.
-NOT_IN_RUN_ID = {"algo", "env_id", "seed", "checkpoint_every", "eval_episodes", "torch_threads"}
+NOT_IN_RUN_ID = {"algo", "env_id", "seed", *NOT_NUMERIC}
 
 
 def make_run_id(cfg: RunConfig, keys: list[str] | None = None) -> str:
