@@ -242,24 +242,20 @@ def final_table(
 ) -> pd.DataFrame:
     """Final return per group with a bootstrap CI over runs.
 
-    Columns: *by, estimate, ci_low, ci_high, n (runs used), n_runs (runs in the
-    group, unfinished included). Groups without usable runs get NaN estimates.
+    Columns: *by, estimate, ci_low, ci_high, interval (what low and high are:
+    ``stats.estimate_over_runs``, a CI only from MIN_RUNS_FOR_CI runs), n (runs used),
+    n_runs (runs in the group, unfinished included). Groups without usable runs get NaN.
     """
-    fn = {"mean": stats.mean, "iqm": stats.iqm}[statistic]
     keep = usable(final)
     rows = []
     for key, g in final.groupby(list(by), sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         values = g.loc[keep.loc[g.index], "final"].to_numpy(dtype=float)
-        if values.size:
-            iv = stats.stratified_bootstrap(values[:, None], fn, reps=reps, confidence=confidence,
-                                            seed=stats.keyed_rng(seed, *key))
-            est, lo, hi = float(iv.point), float(iv.low), float(iv.high)
-        else:
-            est = lo = hi = math.nan
-        rows.append({**dict(zip(by, key)), "estimate": est, "ci_low": lo, "ci_high": hi,
+        est, lo, hi, kind = stats.estimate_over_runs(values, statistic, reps=reps, confidence=confidence,
+                                                     seed=stats.keyed_rng(seed, *key))
+        rows.append({**dict(zip(by, key)), "estimate": est, "ci_low": lo, "ci_high": hi, "interval": kind,
                      "n": int(values.size), "n_runs": len(g)})
-    table = pd.DataFrame(rows, columns=[*by, "estimate", "ci_low", "ci_high", "n", "n_runs"])
+    table = pd.DataFrame(rows, columns=[*by, "estimate", "ci_low", "ci_high", "interval", "n", "n_runs"])
     order = {c: sorted_values(table[c]) for c in by}
     return table.sort_values(list(by), key=lambda s: s.map(lambda v: order[s.name].index(v))).reset_index(drop=True)
 
@@ -282,6 +278,26 @@ def normalized_scores(
         if raw.size and np.isfinite(raw).any():
             scores[m] = stats.normalize_tasks(raw, tasks, overrides)
     return scores, tasks, [t for t in all_tasks if t not in table]
+
+
+def poi_pairs(
+    methods: Sequence[str], attrs: Mapping[str, tuple] | None = None, all_pairs_up_to: int = 4
+) -> list[tuple[str, str]]:
+    """Pairs (X, Y), X earlier in ``methods``, to compare by probability of improvement.
+
+    Up to ``all_pairs_up_to`` methods: every pair. Beyond that, with ``attrs``
+    (method -> (algo, *axis values)): pairs that differ only in the algorithm,
+    or, for a single algorithm, only in one axis value.
+    """
+    pairs = [(a, b) for i, a in enumerate(methods) for b in methods[i + 1:]]
+    if len(methods) <= all_pairs_up_to or attrs is None:
+        return pairs
+
+    def diff(a, b):
+        return [k for k, (u, v) in enumerate(zip(attrs[a], attrs[b])) if u != v]
+
+    across = [(a, b) for a, b in pairs if diff(a, b) == [0]]
+    return across or [(a, b) for a, b in pairs if len(diff(a, b)) == 1]
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,333 @@
+"""Trust-region diagnostics of the natural-gradient methods, and the surrogate figure.
+
+Markers and bars come from ``results`` (medians with 5th-95th percentiles of updates; means
+over runs with a 95% bootstrap CI from MIN_RUNS_FOR_CI runs); dots are single updates or runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from analysis import summary
+from analysis.results import CI, Results, cg_residuals, finite, natural_rows, trust_region_axis
+from analysis.style import (CI_LABEL, MAX_DOTS, SeriesStyle, algo_color, caption, dot_alpha, legend_top, log_y, no_data,
+                            mark_identical, panel_note, panels, styled, subsample, use_log_axis, value_colors,
+                            value_ticks)
+from analysis.summary import algo_label, format_value
+
+
+def _distribution_by(ax: Axes, res: Results, measure: str, column: str, by: str, rng: np.random.Generator) -> list[float]:
+    """Per method: its updates' values as faint dots at its value of ``by``, and the median
+    with its 5th-95th percentile from ``results``."""
+    rows = finite(natural_rows(res.metrics), column, by)
+    table = res.rows(measure)
+    values = sorted(rows[by].astype(float).unique())
+    log = use_log_axis(by, values)
+    algo_of = res.final.drop_duplicates("method").set_index("method")["algo"]
+    algos = summary.sorted_values(algo_of[table["group"]].unique()) if len(table) else []
+    for k, algo in enumerate(algos):
+        shift = _algo_offset(k, len(algos))
+        color = algo_color(algo)
+        t = table[table["group"].map(algo_of) == algo].sort_values("x")
+        for method in t["group"]:
+            v = rows.loc[rows["method"] == method, column].to_numpy(float)
+            v = v[v > 0]
+            show = v if v.size <= MAX_DOTS // 4 else rng.choice(v, MAX_DOTS // 4, replace=False)
+            x = _shifted(float(rows.loc[rows["method"] == method, by].iloc[0]), shift, log, values)
+            jitter = _shifted(x, 10 ** rng.uniform(-0.02, 0.02, show.size), log, values)
+            ax.scatter(jitter, show, s=4, color=color, alpha=dot_alpha(show.size), linewidths=0)
+        xs = _shifted(t["x"].to_numpy(float), shift, log, values)
+        est = t["estimate"].to_numpy(float)
+        ax.errorbar(xs, est, yerr=[est - t["ci_low"].to_numpy(float), t["ci_high"].to_numpy(float) - est],
+                    color=color, marker="o", linestyle="none", capsize=3, markersize=5, label=algo_label(algo))
+    _setting_axis(ax, by, values, log)
+    return values
+
+
+def _setting_xlabel(by: str, log: bool) -> str:
+    return ("δ (max KL)" if by == "max_kl" else summary.AXIS_TITLES.get(by, by)) + (", log scale" if log else "")
+
+
+def _algo_offset(k: int, n: int) -> float:
+    """Multiplicative offset of the k-th of n algorithms' series, centred on 1."""
+    return 10 ** ((k - (n - 1) / 2) * 0.07)
+
+
+def _shifted(x: Any, factor: Any, log: bool, values: Sequence[float]) -> Any:
+    """Offset x by a multiplicative ``factor`` on a log axis, or by the same share of the
+    axis span on a linear one (so series of several algorithms sit side by side)."""
+    if log:
+        return x * factor
+    span = (max(values) - min(values)) or 1.0
+    return x + np.log10(factor) * span * 2
+
+
+def _setting_axis(ax: Axes, by: str, values: Sequence[float], log: bool) -> None:
+    value_ticks(ax, values, log=log)
+    if log:
+        ax.set_xlim(min(values) / 2.5, max(values) * 2.5)
+    else:
+        pad = 0.15 * ((max(values) - min(values)) or 1.0)
+        ax.set_xlim(min(values) - pad, max(values) + pad)
+    ax.set_xlabel(_setting_xlabel(by, log))
+
+
+@styled
+def plot_kl_vs_delta(res: Results, *, by: str = "max_kl", ax: Axes | None = None) -> Axes:
+    """Measured KL(π_old‖π_new) after each update against δ (or another setting, ``by``, at
+    a fixed δ), with the line KL = δ. Dots: updates; markers and bars: median, 5th-95th percentile."""
+    ax = ax if ax is not None else Figure().subplots()
+    rows = finite(natural_rows(res.metrics), "policy/kl", "max_kl", by)
+    if rows.empty or res.rows("kl").empty:
+        return no_data(ax, "KL with δ")
+    values = _distribution_by(ax, res, "kl", "policy/kl", by, np.random.default_rng(res.seed))
+    if by == "max_kl":
+        d = np.asarray(values)
+        ax.hlines(d, d / 10**0.25, d * 10**0.25, color="black", linestyle="--", linewidth=1.2, label="KL = δ", zorder=3)
+    else:
+        bounds = sorted(rows["max_kl"].astype(float).unique())
+        for d in bounds:
+            ax.axhline(d, color="black", linestyle="--", linewidth=1.2, zorder=3,
+                       label="KL = δ" if len(bounds) == 1 else f"KL = δ = {format_value(d)}")
+    log_y(ax)
+    ax.set_ylabel("KL after update (mean over states)")
+    ax.set_title("measured KL against δ" if by == "max_kl" else
+                 f"measured KL against {summary.AXIS_LABELS.get(by, by)}")
+    # KL grows with δ, so the points run from lower left to upper right: keep the legend
+    # in the empty upper-left corner when δ varies.
+    ax.legend(loc="upper left" if by == "max_kl" and len(values) > 1 else "lower left")
+    return ax
+
+
+@styled
+def plot_step_size(res: Results, *, by: str = "max_kl", ax: Axes | None = None) -> Axes:
+    """Step size β = √(2δ / sᵀFs) per update, distribution per method."""
+    ax = ax if ax is not None else Figure().subplots()
+    if finite(natural_rows(res.metrics), "policy/step_size", by).empty or res.rows("step_size").empty:
+        return no_data(ax, "step size")
+    _distribution_by(ax, res, "step_size", "policy/step_size", by, np.random.default_rng(res.seed + 1))
+    log_y(ax)
+    ax.set_ylabel("step size β")
+    ax.set_title("full-step size β")
+    # β grows with δ (upper left is empty then); a finer CG solve shrinks it.
+    ax.legend(loc="upper left" if by == "max_kl" else "upper right")
+    return ax
+
+
+@styled
+def plot_step_fraction(res: Results, *, by: str = "max_kl", ax: Axes | None = None) -> Axes:
+    """Mean accepted fraction of the full step (0 when rejected) per method: a 95% CI over runs,
+    or, under MIN_RUNS_FOR_CI runs, each run's mean as a dot."""
+    ax = ax if ax is not None else Figure().subplots()
+    rows = finite(natural_rows(res.metrics), "policy/step_fraction", by)
+    table = res.rows("step_fraction")
+    if rows.empty or table.empty:
+        return no_data(ax, "step fraction")
+    per_run = rows.groupby(["method", "run_id"], sort=False)["policy/step_fraction"].mean().reset_index()
+    values = sorted(rows[by].astype(float).unique())
+    log = use_log_axis(by, values)
+    algo_of = res.final.drop_duplicates("method").set_index("method")["algo"]
+    algos = summary.sorted_values(algo_of[table["group"]].unique())
+    with_ci = bool((table["interval"] == CI).all())
+    for k, algo in enumerate(algos):
+        shift = _algo_offset(k, len(algos))
+        t = table[table["group"].map(algo_of) == algo].sort_values("x")
+        xs, est = _shifted(t["x"].to_numpy(float), shift, log, values), t["estimate"].to_numpy(float)
+        err = [est - t["ci_low"].to_numpy(float), t["ci_high"].to_numpy(float) - est] if with_ci else None
+        ax.errorbar(xs, est, yerr=err, color=algo_color(algo), marker="o", capsize=3, label=algo_label(algo))
+        if not with_ci:
+            for method, x in zip(t["group"], xs):
+                v = per_run.loc[per_run["method"] == method, "policy/step_fraction"].to_numpy(float)
+                ax.scatter(np.full(v.size, x), v, s=10, color=algo_color(algo), alpha=0.45, linewidths=0)
+    _setting_axis(ax, by, values, log)
+    ax.set_ylim(-0.03, 1.08)
+    ax.set_ylabel("accepted fraction of full step")
+    ax.set_title("accepted step fraction" + (f" ({CI_LABEL})" if with_ci else " (dots: runs)"))
+    ax.legend(loc="lower left")
+    return ax
+
+
+@styled
+def plot_backtracks(metrics: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Share of updates by number of line-search backtracks, per algorithm."""
+    ax = ax if ax is not None else Figure().subplots()
+    rows = finite(metrics, "policy/backtracks")
+    if rows.empty:
+        return no_data(ax, "line search")
+    algos = summary.sorted_values(rows["algo"])
+    top = int(rows["policy/backtracks"].max())
+    counts = np.arange(top + 1)
+    width = 0.8 / len(algos)
+    for k, algo in enumerate(algos):
+        b = rows.loc[rows["algo"] == algo, "policy/backtracks"].astype(int).to_numpy()
+        share = np.bincount(b, minlength=top + 1) / b.size
+        ax.bar(counts + (k - (len(algos) - 1) / 2) * width, share, width=width, color=algo_color(algo),
+               label=algo_label(algo))
+    ax.set_xticks(counts)
+    ax.grid(axis="x", visible=False)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # room for the legend above the bars
+    ax.set_xlabel("backtracks in the update's line search")
+    ax.set_ylabel("share of updates")
+    ax.set_title("backtracks per update")
+    ax.legend(loc="upper right")
+    return ax
+
+
+@styled
+def plot_cg_residual(res: Results, *, ax: Axes | None = None) -> Axes:
+    """Final CG residual against CG iterations run, per update (log y): relative to the
+    right-hand side, ‖g − F̃x‖ / ‖g‖, where the gradient norm is logged. Medians are per CG
+    budget (the ``cg_iters`` setting) when it is known, so a budget whose solves sometimes
+    stop early at the tolerance still gets one marker; the x-axis spans every update, early
+    stops included."""
+    ax = ax if ax is not None else Figure().subplots()
+    rows, relative = cg_residuals(natural_rows(res.metrics))
+    table = res.rows("cg_residual")
+    if rows.empty or table.empty:
+        return no_data(ax, "CG residual")
+    rng = np.random.default_rng(res.seed)
+    algo_of = res.final.drop_duplicates("method").set_index("method")["algo"]
+    algos = summary.sorted_values(rows["algo"])
+    budgets = sorted(table["x"].astype(float).unique())
+    for k, algo in enumerate(algos):
+        r = rows[rows["algo"] == algo]
+        factor = 1 + (k - (len(algos) - 1) / 2) * 0.12 * 0.3
+        r = subsample(r, MAX_DOTS, rng)
+        x = r["policy/cg_iters"].to_numpy(float)
+        ax.scatter(x * factor * 10 ** rng.uniform(-0.015, 0.015, x.size), r["_res"],
+                   s=4, color=algo_color(algo), alpha=dot_alpha(x.size), linewidths=0)
+        med = table[table["group"].map(algo_of) == algo].sort_values("x")
+        ax.plot(med["x"].to_numpy(float) * factor, med["estimate"].to_numpy(float), color=algo_color(algo),
+                marker="o", linestyle="none",
+                label=f"{algo_label(algo)} (median{' per CG budget' if len(budgets) > 1 else ''})")
+    run = sorted(rows["policy/cg_iters"].astype(float).unique())
+    lo, hi = min(run[0], budgets[0]), max(run[-1], budgets[-1])
+    log = len(budgets) > 1 and hi / max(lo, 1) >= 4
+    ticks = budgets if len(budgets) > 1 else sorted({lo, budgets[0], hi})
+    value_ticks(ax, ticks, log=log)
+    ax.set_xlim(lo / 1.4, hi * 1.4) if log else ax.set_xlim(lo - 0.06 * max(hi - lo, 2), hi + 0.06 * max(hi - lo, 2))
+    log_y(ax)
+    ax.set_xlabel("CG iterations run")
+    ax.set_ylabel("final CG residual ‖g − F̃x‖ / ‖g‖" if relative else "final CG residual ‖r‖")
+    ax.set_title("conjugate-gradient residual")
+    ax.legend(loc="upper right")
+    return ax
+
+
+@styled
+def plot_backtrack_share(res: Results, *, by: str = "max_kl", ax: Axes | None = None) -> Axes:
+    """Share of updates whose line search backtracked, per task and method (its value of ``by``):
+    a 95% CI over runs, or, under MIN_RUNS_FOR_CI runs, each run's share as a dot."""
+    ax = ax if ax is not None else Figure().subplots()
+    table = res.rows("backtrack_share")
+    rows = finite(res.metrics, "policy/backtracks")
+    if table.empty:
+        return no_data(ax, "line search")
+    per_run = (rows.assign(backtracked=rows["policy/backtracks"] > 0)
+               .groupby(["env_id", "method", "run_id"], sort=False)["backtracked"].mean().reset_index())
+    algo_of = res.final.drop_duplicates("method").set_index("method")["algo"]
+    tasks = summary.sorted_values(table["task"])
+    methods = sorted(table["group"].unique(), key=lambda m: (summary.sort_key(algo_of[m]),
+                     float(table.loc[table["group"] == m, "x"].iloc[0])))
+    multi_algo = algo_of[methods].nunique() > 1
+    value_of = {m: float(table.loc[table["group"] == m, "x"].iloc[0]) for m in methods}
+    colors = value_colors(sorted(set(value_of.values())))
+    with_ci = bool((table["interval"] == CI).all())
+    width = 0.8 / len(methods)
+    for k, m in enumerate(methods):
+        t = table[table["group"] == m].set_index("task").reindex(tasks)
+        est = t["estimate"].to_numpy(float)
+        err = [np.nan_to_num(est - t["ci_low"].to_numpy(float)), np.nan_to_num(t["ci_high"].to_numpy(float) - est)]
+        label = summary.axis_value_label(by, value_of[m])
+        label = f"{algo_label(algo_of[m])}, {label}" if multi_algo else label
+        xs = np.arange(len(tasks)) + (k - (len(methods) - 1) / 2) * width
+        ax.bar(xs, est, width=width, color=colors[value_of[m]],
+               edgecolor=algo_color(algo_of[m]) if multi_algo else "none",
+               yerr=err if with_ci else None, capsize=2, error_kw={"elinewidth": 0.8}, label=label)
+        if not with_ci:
+            for x, task in zip(xs, tasks):
+                v = per_run.loc[(per_run["env_id"] == task) & (per_run["method"] == m), "backtracked"].to_numpy(float)
+                ax.scatter(np.full(v.size, x), v, s=8, color="0.2", alpha=0.6, linewidths=0, zorder=3)
+    ax.set_xticks(np.arange(len(tasks)), tasks)
+    ax.grid(axis="x", visible=False)
+    if not (per_run["backtracked"] > 0).any():
+        panel_note(ax, ["no update backtracked"], loc="lower left")
+    # Headroom above 1 for the legend, so it never covers a bar.
+    nrows = math.ceil(len(methods) / min(len(methods), 3))
+    ax.set_ylim(0, 1.05 + 0.12 * nrows)
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_ylabel("share of updates that backtracked")
+    ax.set_title("line search backtracked" + (f" ({CI_LABEL})" if with_ci else " (dots: runs)"))
+    ax.legend(loc="upper center", ncols=min(len(methods), 3), handlelength=1.2, columnspacing=1.0)
+    return ax
+
+
+@styled
+def plot_trust_region(res: Results) -> Figure:
+    """Six diagnostics of the natural-gradient step (pooled over tasks)."""
+    fig, axes = panels(6, ncols_max=3, panel=(4.0, 3.1))
+    by = trust_region_axis(natural_rows(res.metrics))
+    plot_kl_vs_delta(res, by=by, ax=axes[0])
+    plot_step_size(res, by=by, ax=axes[1])
+    plot_step_fraction(res, by=by, ax=axes[2])
+    plot_backtracks(res.metrics, ax=axes[3])
+    plot_cg_residual(res, ax=axes[4])
+    plot_backtrack_share(res, by=by, ax=axes[5])
+    caption(fig, ["Pooled over tasks and runs of the methods that solve for the natural gradient with CG. "
+                  f"Dots: single updates (a random sample of at most {MAX_DOTS // 4} per "
+                  f"{'δ' if by == 'max_kl' else summary.AXIS_TITLES.get(by, by)} value, {MAX_DOTS} for CG), "
+                  "or single runs where the panel title says so; markers with bars: median and 5th-95th "
+                  f"percentile of all updates, unless the panel title says {CI_LABEL} (over runs).",
+                  res.identical_note()])
+    return fig
+
+
+@styled
+def plot_surrogate(res: Results) -> Figure:
+    """A panel per task: predicted (gᵀΔθ) against actual surrogate improvement.
+
+    Each (task, algorithm) shows at most MAX_DOTS updates, drawn at random.
+    """
+    rng = np.random.default_rng(res.seed)
+    rows = finite(res.metrics, "policy/surrogate_expected", "policy/surrogate_actual")
+    tasks = summary.sorted_values(rows["env_id"]) if len(rows) else []
+    fig, axes = panels(len(tasks))
+    algos = summary.sorted_values(rows["algo"]) if len(rows) else []
+    for ax, task in zip(axes, tasks):
+        r = rows[rows["env_id"] == task]
+        for algo in algos:
+            a = subsample(r[r["algo"] == algo], MAX_DOTS, rng)
+            rejected = a["policy/accepted"].eq(0) if "policy/accepted" in a else pd.Series(False, index=a.index)
+            ax.scatter(a.loc[~rejected, "policy/surrogate_expected"], a.loc[~rejected, "policy/surrogate_actual"],
+                       s=6, alpha=max(0.2, dot_alpha(len(a))), color=algo_color(algo), linewidths=0)
+            if rejected.any():
+                ax.scatter(a.loc[rejected, "policy/surrogate_expected"], a.loc[rejected, "policy/surrogate_actual"],
+                           s=16, marker="x", color=algo_color(algo), linewidths=0.8)
+        lo = float(min(0, r["policy/surrogate_expected"].min()))
+        hi = float(r["policy/surrogate_expected"].max())
+        ax.plot([lo, hi], [lo, hi], color="black", linestyle="--", linewidth=1)
+        ax.axhline(0, color="0.5", linewidth=0.6)
+        ax.set_title(task)
+        ax.set_xlabel("predicted improvement gᵀΔθ")
+        ax.set_ylabel("actual surrogate improvement")
+    if not tasks:
+        no_data(axes[0], "surrogate improvement")
+    styles = mark_identical({algo_label(a): SeriesStyle(algo_label(a), algo_color(a)) for a in algos},
+                            res.identical_everywhere())
+    handles = [Line2D([], [], color=s.color, marker="o", linestyle="none", label=s.label) for s in styles.values()]
+    handles.append(Line2D([], [], color="black", linestyle="--", label="actual = predicted"))
+    if "policy/accepted" in rows and rows["policy/accepted"].eq(0).any():
+        handles.append(Line2D([], [], color="0.3", marker="x", linestyle="none", label="step rejected"))
+    legend_top(fig, handles)
+    caption(fig, [res.identical_note()])
+    return fig
+
+
