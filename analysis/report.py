@@ -134,11 +134,13 @@ def line_search_table(res: results.Results | RunStore) -> pd.DataFrame:
     """Per task and method (runs with a line search): runs, updates, the number of updates
     that backtracked and of those whose step was rejected, and backtracks per update."""
     cols = ["env_id", "method", "runs", "updates", "backtracked", "rejected", "backtracks_per_update"]
-    res = results.compute(res, reps=1) if isinstance(res, RunStore) else res
-    m = res.metrics
+    if isinstance(res, RunStore):
+        ablate = summary.method_settings(res.runs, res.axes)
+        m = summary.with_methods(res.metrics, ablate) if len(res.metrics) else res.metrics
+    else:
+        ablate, m = res.settings, res.metrics
     if m.empty or "policy/backtracks" not in m.columns:
         return pd.DataFrame(columns=cols)
-    ablate = res.settings
     rows = m[m["policy/backtracks"].notna()]
     if rows.empty:
         return pd.DataFrame(columns=cols)
