@@ -319,7 +319,9 @@ def compute(store: RunStore, *, reps: int = stats.DEFAULT_REPS, seed: int = 0,
     eval_scores = final.assign(final=final["eval_return"].astype(float)) if "eval_return" in final else None
     res = Results(grid=grid or (store.grid_names[0] if store.grid_names else ""), table=pd.DataFrame(),
                   store=store, settings=settings, methods=summary.method_order(final, settings), final=final,
-                  metrics=metrics, identical=identical_methods(metrics), reps=reps, seed=seed)
+                  metrics=metrics, reps=reps, seed=seed)
+    res.identical = {t: [sorted(s, key=res.methods.index) for s in sets]
+                     for t, sets in identical_methods(metrics).items()}
     rows = _final_rows(final, "final_return", reps, seed)
     if eval_scores is not None and eval_scores["final"].notna().any():
         rows += _final_rows(eval_scores, "eval_return", reps, seed)

@@ -285,6 +285,8 @@ def small_sample_note(fewest: int, what: str = "runs") -> str:
 
     if fewest >= MIN_RUNS_FOR_CI or fewest < 1:
         return ""
+    if fewest == 1:
+        return f"One run in the smallest group: the {what} are drawn as they are, with no interval."
     return (f"Only {fewest} run{'s' if fewest > 1 else ''} in the smallest group (fewer than {MIN_RUNS_FOR_CI}): "
             f"the individual {what} are drawn instead of 95% bootstrap intervals, which over so few runs "
             "would span about their range.")

@@ -197,23 +197,29 @@ def plot_cg_residual(res: Results, *, ax: Axes | None = None) -> Axes:
     algo_of = res.final.drop_duplicates("method").set_index("method")["algo"]
     algos = summary.sorted_values(rows["algo"])
     budgets = sorted(table["x"].astype(float).unique())
+    drawn: list[np.ndarray] = []
     for k, algo in enumerate(algos):
         r = rows[rows["algo"] == algo]
         factor = 1 + (k - (len(algos) - 1) / 2) * 0.12 * 0.3
         r = subsample(r, MAX_DOTS, rng)
-        x = r["policy/cg_iters"].to_numpy(float)
-        ax.scatter(x * factor * 10 ** rng.uniform(-0.015, 0.015, x.size), r["_res"],
-                   s=4, color=algo_color(algo), alpha=dot_alpha(x.size), linewidths=0)
+        x = r["policy/cg_iters"].to_numpy(float) * factor * 10 ** rng.uniform(-0.015, 0.015, len(r))
+        ax.scatter(x, r["_res"], s=4, color=algo_color(algo), alpha=dot_alpha(x.size), linewidths=0)
         med = table[table["group"].map(algo_of) == algo].sort_values("x")
         ax.plot(med["x"].to_numpy(float) * factor, med["estimate"].to_numpy(float), color=algo_color(algo),
                 marker="o", linestyle="none",
                 label=f"{algo_label(algo)} (median{' per CG budget' if len(budgets) > 1 else ''})")
+        drawn += [x, med["x"].to_numpy(float) * factor]
+    # The axis spans every solve, including those that stopped at the tolerance before the budget.
     run = sorted(rows["policy/cg_iters"].astype(float).unique())
     lo, hi = min(run[0], budgets[0]), max(run[-1], budgets[-1])
     log = len(budgets) > 1 and hi / max(lo, 1) >= 4
-    ticks = budgets if len(budgets) > 1 else sorted({lo, budgets[0], hi})
-    value_ticks(ax, ticks, log=log)
-    ax.set_xlim(lo / 1.4, hi * 1.4) if log else ax.set_xlim(lo - 0.06 * max(hi - lo, 2), hi + 0.06 * max(hi - lo, 2))
+    value_ticks(ax, budgets if len(budgets) > 1 else sorted({lo, budgets[0], hi}), log=log)
+    xs = np.concatenate(drawn)
+    if log:
+        ax.set_xlim(xs.min() / 1.25, xs.max() * 1.25)
+    else:
+        pad = max(0.08 * (xs.max() - xs.min()), 0.05 * xs.max())
+        ax.set_xlim(xs.min() - pad, xs.max() + pad)
     log_y(ax)
     ax.set_xlabel("CG iterations run")
     ax.set_ylabel("final CG residual ‖g − F̃x‖ / ‖g‖" if relative else "final CG residual ‖r‖")
