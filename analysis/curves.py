@@ -26,6 +26,8 @@ MEASURES = {"env_steps": "return_curve", "time/wall": "return_curve_walltime"}
 def curve_styles(res: Results, methods: Sequence[str], hue: str) -> dict[str, SeriesStyle]:
     """A style per method: by algorithm, or by the value of the setting ``hue``."""
     rows = res.final.drop_duplicates("method").set_index("method")
+    if hue == "method":
+        return mark_identical(method_styles(res.final, methods), res.identical_everywhere())
     if hue == "algo":
         by_value = hue_styles("algo", [rows.loc[m, "algo"] for m in methods])
         styles = {m: by_value[rows.loc[m, "algo"]] for m in methods}
@@ -119,11 +121,11 @@ def curve_figures(res: Results) -> list[tuple[str, Figure, str]]:
     if res.rows("return_curve").empty:
         return out
     stat = "mean over runs" + (f" with {CI_LABEL}" if (res.rows("return_curve")["interval"] == CI).all() else "")
-    if not res.settings:
-        out.append(("curves", plot_learning_curves(res),
+    if not res.settings or res.settings == ["store"]:  # one curve per method; sources side by side
+        out.append(("curves", plot_learning_curves(res, hue="algo" if not res.settings else "method"),
                     f"Learning curves: training return against environment steps, {stat}."))
         if len(res.rows("return_curve_walltime")):
-            out.append(("curves_walltime", plot_learning_curves(res, x="time/wall"),
+            out.append(("curves_walltime", plot_learning_curves(res, x="time/wall", hue="algo"),
                         f"Training return against wall-clock time, {stat}."))
         return out
     rows = res.final.drop_duplicates("method")

@@ -79,10 +79,10 @@ def write_figures(all_results: Mapping[str, Results], out_dirs: Mapping[str, Pat
     return written
 
 
-def make_all(runs_dirs: Sequence[Path], out_dir: Path, **kwargs: Any) -> list[Path]:
-    """Write every figure the run stores under ``runs_dirs`` support, and results.csv (the
-    statistics they are drawn from) beside them; return the paths."""
-    store = load_store(runs_dirs)
+def make_all(runs_dirs: Sequence[Path], out_dir: Path, *, store: RunStore | None = None, **kwargs: Any) -> list[Path]:
+    """Write every figure the run stores under ``runs_dirs`` (or ``store``) support, and
+    results.csv (the statistics they are drawn from) beside them; return the paths."""
+    store = load_store(runs_dirs) if store is None else store
     if store.runs.empty:
         return []
     all_results = results_mod.compute_all(store, **kwargs)

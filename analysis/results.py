@@ -326,7 +326,7 @@ def compute(store: RunStore, *, reps: int = stats.DEFAULT_REPS, seed: int = 0,
     if eval_scores is not None and eval_scores["final"].notna().any():
         rows += _final_rows(eval_scores, "eval_return", reps, seed)
     rows += _curve_rows(metrics, "env_steps", "return_curve", reps, seed)
-    if not settings:
+    if not settings:  # comparing sources, machines differ: no wall-clock comparison
         rows += _curve_rows(metrics, "time/wall", "return_curve_walltime", reps, seed)
     if _fewest_runs(rows) > 1:  # one run per group: no aggregate, profile or improvement probability
         rows += _aggregate_rows(res, reference_overrides, reps, seed)

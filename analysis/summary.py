@@ -116,7 +116,7 @@ def varying_axes(runs: pd.DataFrame, axes: Sequence[str]) -> list[str]:
 def setting_columns(runs: pd.DataFrame) -> list[str]:
     """Columns of a runs table that hold a run's settings (``total_steps`` included; seed,
     bookkeeping and settings that do not change the numbers, ``rundir.NOT_NUMERIC``, left out)."""
-    skip = {*META_COLUMNS, *RUN_STATUS_COLUMNS, "_axes", "final", "method", *NOT_NUMERIC} - {"total_steps"}
+    skip = {*META_COLUMNS, *RUN_STATUS_COLUMNS, "_axes", "final", "method", "external", *NOT_NUMERIC} - {"total_steps"}
     return [c for c in runs.columns if c not in skip]
 
 
@@ -128,8 +128,13 @@ def method_settings(runs: pd.DataFrame, axes: Sequence[str] = ()) -> list[str]:
     setting (``total_steps``, ``cg_damping``, ...) are never pooled as seeds of one method, while
     a setting that only changes with the task (``total_steps`` set per task) names no method.
     """
+    # An external baseline has no settings of ours: its source alone sets it apart.
+    own = runs[~runs["external"].astype(bool)] if "external" in runs else runs
     candidates = [a for a in axes if a in runs.columns] + sorted(c for c in setting_columns(runs) if c not in axes)
-    return varying_axes(runs, list(dict.fromkeys(candidates)))
+    found = varying_axes(own, list(dict.fromkeys(candidates)))
+    if "store" in runs and runs["store"].nunique() > 1 and "store" not in found:
+        found.append("store")
+    return found
 
 
 def method_definitions(final: pd.DataFrame, settings: Sequence[str]) -> pd.DataFrame:
@@ -159,9 +164,11 @@ def algos_varying(runs: pd.DataFrame, axis: str) -> list[str]:
 
 
 def method_label(row: Mapping[str, Any], axes: Sequence[str]) -> str:
-    """'TRPO' or 'TRPO, δ=0.01, CG iters=10' from a row and the varying axes."""
-    parts = [axis_value_label(a, row[a]) for a in axes if a in row and pd.notna(row[a])]
-    return ", ".join([algo_label(row["algo"]), *parts])
+    """'TRPO' or 'TRPO, δ=0.01, CG iters=10' from a row and the varying axes; the run's
+    source last, in brackets, when "store" is one of them ('TRPO [quickstart]')."""
+    parts = [axis_value_label(a, row[a]) for a in axes if a != "store" and a in row and pd.notna(row[a])]
+    label = ", ".join([algo_label(row["algo"]), *parts])
+    return f"{label} [{row['store']}]" if "store" in axes and pd.notna(row.get("store")) else label
 
 
 def with_methods(frame: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:

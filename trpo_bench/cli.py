@@ -67,9 +67,14 @@ def _add_grid(sub) -> None:
 
 def _add_analysis(sub) -> None:
     for name, help_ in (("plot", "write the figures of a run store"), ("report", "write a Markdown report")):
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("runs_dir", type=Path, nargs="+", help="run-store directories (a grid, a parent, or a run)")
-        p.add_argument("--out", type=Path, help="output directory (default: <first RUNS_DIR>/figures)")
+        p = sub.add_parser(name, help=help_, description=help_ + ". Several sources are also compared in one "
+                           "'comparison' grid over the tasks they share.")
+        p.add_argument("runs_dir", nargs="+", metavar="SOURCE",
+                       help="run-store directory (a grid, a parent, or a run), or wandb:ENTITY/PROJECT[/GROUP]")
+        p.add_argument("--out", type=Path, help="output directory (default: <first SOURCE>/figures)")
+        p.add_argument("--baseline", type=Path, action="append", default=[], metavar="CSV",
+                       help="external baseline to overlay, labelled external: a CSV with columns method, task, seed, "
+                            "env_steps, return (one row per logged point); repeatable")
 
 
 def _add_export(sub) -> None:
@@ -147,20 +152,14 @@ def _grid(args) -> int:
 
 
 def _analysis(args) -> int:
-    runs = [Path(p) for p in args.runs_dir]
-    missing = [str(p) for p in runs if not p.exists()]
-    if missing:
-        raise ConfigError([f"no such directory: {m}" for m in missing])
-    out = args.out or runs[0] / "figures"
-    if args.command == "plot":
-        from analysis.plots import make_all
+    from analysis.compare import SourceError, run
 
-        for path in make_all(runs, out):
-            print(path)
-    else:
-        from analysis.report import write_report
-
-        print(write_report(runs, out))
+    try:
+        paths = run(args.command, args.runs_dir, args.out, args.baseline)
+    except SourceError as err:
+        raise ConfigError([str(err)]) from None
+    for path in (paths if args.command == "plot" else paths[-1:]):
+        print(path)
     return 0
 
 
