@@ -22,7 +22,7 @@ def two_stores(tmp_path):
     return a, b
 
 
-def test_two_stores_are_compared_on_the_tasks_they_share_never_pooled(two_stores, tmp_path):
+def test_two_stores_are_compared_on_the_tasks_they_share_never_pooled(two_stores, tmp_path, fast_figures):
     a, b = two_stores
     paths = compare.run("report", [a, b], tmp_path / "out", reps=REPS)
     table = pd.read_csv(tmp_path / "out" / "results.csv")
@@ -96,7 +96,7 @@ class FakeApi:
         return [FakeRun("trpo-s0", 0), FakeRun("trpo-s1", 1)]
 
 
-def test_wandb_source_from_the_command_line_through_the_cache(tmp_path, monkeypatch, capsys):
+def test_wandb_source_from_the_command_line_through_the_cache(tmp_path, monkeypatch, capsys, fast_figures):
     api = FakeApi()
     monkeypatch.setattr(load, "_default_api", lambda: api)
     monkeypatch.setattr(load, "DEFAULT_WANDB_CACHE", tmp_path / "cache")

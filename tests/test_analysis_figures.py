@@ -108,7 +108,7 @@ def test_the_check_finds_data_outside_the_axes():
     assert len(data_outside_axes(fig)) == 1
 
 
-def test_one_run_per_group_gets_no_aggregates_profiles_or_intervals(stores, tmp_path):
+def test_one_run_per_group_gets_no_aggregates_profiles_or_intervals(stores, tmp_path, fast_figures):
     res = results.compute(load_store(stores / "one"), reps=REPS, grid="one")
     finals = res.rows("final_return")
     assert (finals["n"] <= 1).all() and finals["ci_low"].isna().all() and (finals["interval"] == "").all()

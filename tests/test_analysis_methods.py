@@ -29,7 +29,7 @@ def _final_rows(root):
     return settings, summary.final_table(final, reps=200)
 
 
-def test_runs_differing_only_in_total_steps_are_two_methods(tmp_path):
+def test_runs_differing_only_in_total_steps_are_two_methods(tmp_path, fast_figures):
     short = write_grid(tmp_path / "a", "g", AXES, [0], updates=20, rng=np.random.default_rng(0))
     long = write_grid(tmp_path / "b", "g", AXES, [1], updates=40, rng=np.random.default_rng(1))
     shutil.move(long / "trpo-CartPole-v1-s1", short / "trpo-CartPole-v1-s1")
@@ -55,7 +55,7 @@ def test_runs_differing_only_in_a_setting_outside_the_grid_axes_are_kept_apart(t
     assert table["n_runs"].tolist() == [2, 2]
 
 
-def test_a_setting_that_changes_only_with_the_task_names_no_method(tmp_path):
+def test_a_setting_that_changes_only_with_the_task_names_no_method(tmp_path, fast_figures):
     write_grid(tmp_path, "g", {"algo": ["trpo", "npg"], "env_id": ["CartPole-v1", "Hopper-v5"]}, [0, 1],
                updates=10, rng=np.random.default_rng(0))  # steps_per_update differs per task
     settings, table = _final_rows(tmp_path)

@@ -20,20 +20,6 @@ def store_root(tmp_path_factory):
     return write_synthetic_store(tmp_path_factory.mktemp("runs"), updates=20)
 
 
-@pytest.fixture
-def fast_figures(monkeypatch):
-    """Replace figure rendering by empty files (test_analysis_plots renders them)."""
-
-    def save(fig, out_dir, name, formats=("png", "pdf")):
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = [out_dir / f"{name}.{fmt}" for fmt in formats]
-        for p in paths:
-            p.write_bytes(b"")
-        return paths
-
-    monkeypatch.setattr(plots, "save_figure", save)
-
-
 def section(md: str, title: str) -> str:
     start = md.index(title)
     end = md.find("\n### ", start + 1)
