@@ -182,7 +182,7 @@ def plot_backtracks(metrics: pd.DataFrame, ax: Axes | None = None) -> Axes:
 
 
 @styled
-def plot_cg_residual(res: Results, *, ax: Axes | None = None) -> Axes:
+def plot_cg_residual(res: Results, *, by: str = "max_kl", ax: Axes | None = None) -> Axes:
     """Final CG residual against CG iterations run, per update (log y): relative to the
     right-hand side, ‖g − F̃x‖ / ‖g‖, where the gradient norm is logged. Medians are per CG
     budget (the ``cg_iters`` setting) when it is known, so a budget whose solves sometimes
@@ -205,9 +205,21 @@ def plot_cg_residual(res: Results, *, ax: Axes | None = None) -> Axes:
         x = r["policy/cg_iters"].to_numpy(float) * factor * 10 ** rng.uniform(-0.015, 0.015, len(r))
         ax.scatter(x, r["_res"], s=4, color=algo_color(algo), alpha=dot_alpha(x.size), linewidths=0)
         med = table[table["group"].map(algo_of) == algo].sort_values("x")
-        ax.plot(med["x"].to_numpy(float) * factor, med["estimate"].to_numpy(float), color=algo_color(algo),
-                marker="o", linestyle="none",
-                label=f"{algo_label(algo)} (median{' per CG budget' if len(budgets) > 1 else ''})")
+        if med["x"].duplicated().any():
+            # Several methods share a budget (a δ ablation): a marker per method, coloured by its
+            # value of ``by``, side by side, rather than pooled or stacked unlabelled.
+            value_of = res.final.drop_duplicates("method").set_index("method")[by].astype(float)
+            colors = value_colors(sorted(value_of[med["group"]].unique()))
+            for j, row in enumerate(med.to_dict("records")):
+                v = value_of[row["group"]]
+                step = 1 + (j - (len(med) - 1) / 2) * 0.012
+                ax.plot([row["x"] * factor * step], [row["estimate"]], color=colors[v], marker="o",
+                        markeredgecolor=algo_color(algo), linestyle="none",
+                        label=f"{algo_label(algo)}, {summary.axis_value_label(by, v)} (median)")
+        else:
+            ax.plot(med["x"].to_numpy(float) * factor, med["estimate"].to_numpy(float), color=algo_color(algo),
+                    marker="o", linestyle="none",
+                    label=f"{algo_label(algo)} (median{' per CG budget' if len(budgets) > 1 else ''})")
         drawn += [x, med["x"].to_numpy(float) * factor]
     # The axis spans every solve, including those that stopped at the tolerance before the budget.
     run = sorted(rows["policy/cg_iters"].astype(float).unique())
@@ -221,6 +233,10 @@ def plot_cg_residual(res: Results, *, ax: Axes | None = None) -> Axes:
         pad = max(0.08 * (xs.max() - xs.min()), 0.05 * xs.max())
         ax.set_xlim(xs.min() - pad, xs.max() + pad)
     log_y(ax)
+    entries = len(ax.get_legend_handles_labels()[1])
+    if entries > 2:  # headroom above the dots for a legend of one line per method
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(lo, hi * (hi / lo) ** (0.1 * entries))
     ax.set_xlabel("CG iterations run")
     ax.set_ylabel("final CG residual ‖g − F̃x‖ / ‖g‖" if relative else "final CG residual ‖r‖")
     ax.set_title("conjugate-gradient residual")
@@ -285,7 +301,7 @@ def plot_trust_region(res: Results) -> Figure:
     plot_step_size(res, by=by, ax=axes[1])
     plot_step_fraction(res, by=by, ax=axes[2])
     plot_backtracks(res.metrics, ax=axes[3])
-    plot_cg_residual(res, ax=axes[4])
+    plot_cg_residual(res, by=by, ax=axes[4])
     plot_backtrack_share(res, by=by, ax=axes[5])
     caption(fig, ["Pooled over tasks and runs of the methods that solve for the natural gradient with CG. "
                   f"Dots: single updates (a random sample of at most {MAX_DOTS // 4} per "
