@@ -99,7 +99,9 @@ def plot_learning_curves(res: Results, methods: Sequence[str] | None = None, *, 
         ax.set_ylabel("mean episode return (training)")
         if x == "env_steps":
             runs = res.final[(res.final["env_id"] == task) & res.final["method"].isin(list(styles))]
-            panel_note(ax, summary.coverage_notes(runs, "method", lambda m: styles[m].label.split(" (identical")[0]))
+            same = [" = ".join(g) + " (identical runs)" for g in res.identical.get(task, [])
+                    if len(set(g) & set(styles)) > 1 and list(g) not in res.identical_everywhere()]
+            panel_note(ax, same + summary.coverage_notes(runs, "method", lambda m: styles[m].label.split(" (identical")[0]))
     if not tasks:
         axes[0].text(0.5, 0.5, f"no {RETURN} data", ha="center", va="center", transform=axes[0].transAxes)
     handles = [Line2D([], [], color=s.color, linestyle=s.linestyle, label=s.label) for s in styles.values()]

@@ -88,13 +88,14 @@ class Results:
         return out
 
     def identical_note(self) -> str:
-        """A caption line naming the series that coincide, or ""."""
+        """A caption line naming the series that coincide (everywhere, or on some tasks), or ""."""
         sets = self.identical_everywhere()
-        if not sets:
-            return ""
-        names = "; ".join(" and ".join(s) for s in sets)
-        return (f"{names}: identical runs, update for update (their line search never backtracked), so one "
-                "series lies exactly under the other.")
+        why = "identical runs, update for update (their line search never backtracked), so one series lies " \
+              "exactly under the other."
+        if sets:
+            return "; ".join(" and ".join(s) for s in sets) + ": " + why
+        parts = [f"{' and '.join(s)} on {task}" for task, found in self.identical.items() for s in found]
+        return "; ".join(parts) + ": " + why if parts else ""
 
 
 # ---------------------------------------------------------------------------
