@@ -18,8 +18,19 @@ from matplotlib.patches import Patch
 
 from analysis import stats, summary
 from analysis.results import CI, MIN_RUNS_FOR_CI, Results
-from analysis.style import (CI_LABEL, COMPONENT_COLORS, COMPONENT_LABELS, SeriesStyle, caption, legend_top,
-                            mark_identical, method_styles, no_data, panels, styled)
+from analysis.style import (
+    CI_LABEL,
+    COMPONENT_COLORS,
+    COMPONENT_LABELS,
+    SeriesStyle,
+    caption,
+    legend_top,
+    mark_identical,
+    method_styles,
+    no_data,
+    panels,
+    styled,
+)
 
 TIME_MEASURES = {"time/collect": "time/collect", "time/policy_update": "time/policy_update",
                  "time/value_fit": "time/value_fit", "other": "time/other"}

@@ -7,6 +7,7 @@ its error bar; with fewer, the individual runs are drawn instead and the caption
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -16,9 +17,23 @@ from matplotlib.patches import Patch
 
 from analysis import summary
 from analysis.results import CI, RETURN, Results
-from analysis.style import (CI_LABEL, SeriesStyle, caption, hue_styles, legend_top, mark_identical,
-                            method_styles, panel_note, panels, small_sample_note, steps_formatter, styled,
-                            time_scale, use_log_axis, value_ticks)
+from analysis.style import (
+    CI_LABEL,
+    SeriesStyle,
+    caption,
+    hue_styles,
+    legend_top,
+    mark_identical,
+    method_styles,
+    panel_note,
+    panels,
+    small_sample_note,
+    steps_formatter,
+    styled,
+    time_scale,
+    use_log_axis,
+    value_ticks,
+)
 
 MEASURES = {"env_steps": "return_curve", "time/wall": "return_curve_walltime"}
 

@@ -17,10 +17,10 @@ from matplotlib.figure import Figure
 
 from analysis import results as results_mod
 from analysis.aggregates import aggregate_figures, plot_time_breakdown
-from analysis.curves import ablation_figures, curve_figures, plot_learning_curves  # noqa: F401
+from analysis.curves import ablation_figures, curve_figures, plot_learning_curves
 from analysis.load import RunStore, load_store
 from analysis.results import TIME_PARTS, Results, finite, natural_rows
-from analysis.style import ALGO_COLORS, algo_color, save_figure  # noqa: F401
+from analysis.style import ALGO_COLORS, algo_color, save_figure
 from analysis.trust_region import plot_surrogate, plot_trust_region
 
 

@@ -312,47 +312,6 @@ def poi_pairs(
 # ---------------------------------------------------------------------------
 
 
-def curve_table(
-    metrics: pd.DataFrame,
-    *,
-    hue: str = "algo",
-    x: str = "env_steps",
-    metric: str = RETURN,
-    n_points: int = 100,
-    statistic: str = "mean",
-    reps: int = stats.DEFAULT_REPS,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Curves aligned per task onto one x grid, summarized per ``hue`` value.
-
-    Long format, one row per (env_id, hue value, grid point): x, estimate,
-    ci_low, ci_high (percentile bootstrap over runs), n (runs with data at x),
-    n_runs (runs with any data in the group).
-    """
-    cols = ["env_id", "hue", "x", "estimate", "ci_low", "ci_high", "n", "n_runs"]
-    if metrics.empty or x not in metrics.columns or metric not in metrics.columns:
-        return pd.DataFrame(columns=cols)
-    frames = []
-    for task in sorted_values(metrics["env_id"]):
-        rows = metrics[metrics["env_id"] == task].sort_values(["run_id", x], kind="stable")
-        runs = {rid: r for rid, r in rows.groupby("run_id", sort=True)}
-        grid = stats.step_grid([r[x].to_numpy(dtype=float) for r in runs.values()], n_points)
-        if grid.size == 0:
-            continue
-        for h in sorted_values(rows[hue]):
-            members = [r for r in runs.values() if same_value(r[hue].iloc[0], h)]
-            curves = stats.align_curves([r[x].to_numpy(dtype=float) for r in members],
-                                        [r[metric].to_numpy(dtype=float) for r in members], grid)
-            if not np.isfinite(curves).any():
-                continue
-            iv = stats.curve_interval(curves, statistic, reps=reps, seed=stats.keyed_rng(seed, task, h))
-            frames.append(pd.DataFrame({"env_id": task, "hue": [h] * grid.size, "x": grid,
-                                        "estimate": iv.point, "ci_low": iv.low, "ci_high": iv.high,
-                                        "n": np.isfinite(curves).sum(axis=0),
-                                        "n_runs": int(np.isfinite(curves).any(axis=1).sum())}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
-
-
 def same_value(a: Any, b: Any) -> bool:
     """Equality that treats two missing values as equal."""
     return (pd.isna(a) and pd.isna(b)) if (pd.isna(a) or pd.isna(b)) else a == b

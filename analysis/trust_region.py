@@ -17,10 +17,33 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from analysis import summary
-from analysis.results import CI, Results, cg_residuals, finite, natural_rows, trust_region_axis
-from analysis.style import (CI_LABEL, MAX_DOTS, SeriesStyle, algo_color, caption, dot_alpha, legend_top, log_y, no_data,
-                            mark_identical, panel_note, panels, styled, subsample, use_log_axis, value_colors,
-                            value_ticks)
+from analysis.results import (
+    CI,
+    Results,
+    cg_residuals,
+    finite,
+    natural_rows,
+    trust_region_axis,
+)
+from analysis.style import (
+    CI_LABEL,
+    MAX_DOTS,
+    SeriesStyle,
+    algo_color,
+    caption,
+    dot_alpha,
+    legend_top,
+    log_y,
+    mark_identical,
+    no_data,
+    panel_note,
+    panels,
+    styled,
+    subsample,
+    use_log_axis,
+    value_colors,
+    value_ticks,
+)
 from analysis.summary import algo_label, format_value
 
 

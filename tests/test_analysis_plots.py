@@ -12,7 +12,7 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from analysis import plots, results, summary
+from analysis import plots, results
 from analysis.load import load_store
 from analysis.synthetic import write_grid, write_synthetic_store
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import plots, summary, tables
+from analysis import summary, tables
 from analysis.__main__ import main
 from analysis.load import load_store
 from analysis.report import write_report, write_report_files
