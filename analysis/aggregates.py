@@ -150,24 +150,40 @@ def plot_probability_of_improvement(res: Results) -> Figure:
 
 @styled
 def plot_time_breakdown(res: Results) -> Figure:
-    """A panel per task: stacked mean seconds per update for each method."""
+    """A panel per task: stacked mean seconds per update for each method (horizontal bars when
+    method names are long, so the names stay readable)."""
     parts = [c for c, m in TIME_MEASURES.items() if len(res.rows(m))]
     tasks = summary.sorted_values(res.rows(TIME_MEASURES[parts[0]])["task"]) if parts else []
-    fig, axes = panels(len(tasks))
+    methods_of = {t: [m for m in res.methods if m in set(res.rows(TIME_MEASURES[parts[0]], task=t)["group"])]
+                  for t in tasks}
+    longest = max((len(m) for ms in methods_of.values() for m in ms), default=0)
+    across = longest > 12
+    most = max((len(ms) for ms in methods_of.values()), default=1)
+    fig, axes = panels(len(tasks), ncols_max=2 if across else 3,
+                       panel=(3.0 + 0.065 * longest, 0.32 * most + 1.4) if across else (3.4, 2.6))
     for ax, task in zip(axes, tasks):
-        methods = [m for m in res.methods if m in set(res.rows(TIME_MEASURES[parts[0]], task=task)["group"])]
-        bottom = np.zeros(len(methods))
+        methods = methods_of[task]
+        pos = np.arange(len(methods))[::-1] if across else np.arange(len(methods))
+        start = np.zeros(len(methods))
         for c in parts:
             v = res.rows(TIME_MEASURES[c], task=task).set_index("group")["estimate"].reindex(methods)
             v = v.fillna(0).to_numpy(float)
-            ax.bar(range(len(methods)), v, bottom=bottom, color=COMPONENT_COLORS[c], edgecolor="0.2",
-                   linewidth=0.6, hatch="//" if c == "other" else None, label=COMPONENT_LABELS[c])
-            bottom += v
-        wide = max(map(len, methods)) > 6
-        ax.set_xticks(range(len(methods)), methods, rotation=30 if wide else 0, ha="right" if wide else "center")
-        ax.grid(axis="x", visible=False)
+            style = {"color": COMPONENT_COLORS[c], "edgecolor": "0.2", "linewidth": 0.6,
+                     "hatch": "//" if c == "other" else None, "label": COMPONENT_LABELS[c]}
+            if across:
+                ax.barh(pos, v, left=start, **style)
+            else:
+                ax.bar(pos, v, bottom=start, **style)
+            start += v
+        if across:
+            ax.set_yticks(pos, methods)
+            ax.grid(axis="y", visible=False)
+            ax.set_xlabel("seconds per update (mean)")
+        else:
+            ax.set_xticks(pos, methods)
+            ax.grid(axis="x", visible=False)
+            ax.set_ylabel("seconds per update (mean)")
         ax.set_title(task)
-        ax.set_ylabel("seconds per update (mean)")
     if not tasks:
         no_data(axes[0], "timing")
     handles = [Patch(facecolor=COMPONENT_COLORS[c], edgecolor="0.2", hatch="//" if c == "other" else None,

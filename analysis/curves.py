@@ -138,15 +138,14 @@ def curve_figures(res: Results) -> list[tuple[str, Figure, str]]:
     if res.rows("return_curve").empty:
         return out
     stat = "mean over runs" + (f" with {CI_LABEL}" if (res.rows("return_curve")["interval"] == CI).all() else "")
-    if not res.settings or res.settings == ["store"]:  # one curve per method; sources side by side
+    if not res.settings or "store" in res.settings:  # one curve per method; sources side by side
         out.append(("curves", plot_learning_curves(res, hue="algo" if not res.settings else "method"),
                     f"Learning curves: training return against environment steps, {stat}."))
         if len(res.rows("return_curve_walltime")):
             out.append(("curves_walltime", plot_learning_curves(res, x="time/wall", hue="algo"),
                         f"Training return against wall-clock time, {stat}."))
-        return out
     rows = res.final.drop_duplicates("method")
-    for axis in res.settings:
+    for axis in [a for a in res.settings if a != "store"]:
         others = [a for a in res.settings if a != axis]
         for algo in summary.algos_varying(res.final, axis):
             sub = rows[rows["algo"] == algo]

@@ -28,8 +28,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trpo_bench.rundir import (CONFIG, EVAL, GRID, METRIC_COLUMNS, METRICS, STATUS, atomic_write_text,
-                               complete_csv_text, iter_run_dirs, read_json_or_none)
+from trpo_bench.rundir import (
+    CONFIG,
+    EVAL,
+    GRID,
+    METRIC_COLUMNS,
+    METRICS,
+    STATUS,
+    atomic_write_text,
+    complete_csv_text,
+    iter_run_dirs,
+    read_json_or_none,
+)
 
 META_COLUMNS = ("run_id", "grid", "algo", "env_id", "seed", "state", "total_steps")
 RUN_STATUS_COLUMNS = ("env_steps", "updates", "error", "has_metrics", "finished", "run_dir", "eval_return",

@@ -148,11 +148,11 @@ def method_definitions(final: pd.DataFrame, settings: Sequence[str]) -> pd.DataF
         g = final[final["method"] == method]
         parts = []
         for c in cols:
-            per_task = g.groupby("env_id", sort=True)[c].first()
-            if per_task.astype(str).nunique() == 1:
-                parts.append(f"{c}={format_value(per_task.iloc[0])}")
+            per_task = g.groupby("env_id", sort=True)[c].agg(lambda v: format_value(v.iloc[0]))
+            if per_task.nunique() == 1:
+                parts.append(f"{c}={per_task.iloc[0]}")
             else:
-                parts.append(f"{c} per task: " + ", ".join(f"{format_value(v)} ({t})" for t, v in per_task.items()))
+                parts.append(f"{c} per task: " + ", ".join(f"{v} ({t})" for t, v in per_task.items()))
         rows.append({"method": method, "runs": len(g), "tasks": g["env_id"].nunique(), "settings": "; ".join(parts)})
     return pd.DataFrame(rows, columns=["method", "runs", "tasks", "settings"])
 

@@ -13,8 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
+from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from analysis import summary
 from analysis.results import (
@@ -35,6 +38,7 @@ from analysis.style import (
     legend_top,
     log_y,
     mark_identical,
+    method_styles,
     no_data,
     panel_note,
     panels,
@@ -47,6 +51,19 @@ from analysis.style import (
 from analysis.summary import algo_label, format_value
 
 
+def _series(res: Results, table: pd.DataFrame) -> list[tuple[str, Any, list[str]]]:
+    """(label, colour, methods) per series of a panel: one per algorithm when each has a single
+    method at each x (the usual case), else one per method, so methods that differ in another
+    setting (or store) are neither pooled nor stacked unlabelled."""
+    algo_of = res.final.drop_duplicates("method").set_index("method")["algo"]
+    methods = [m for m in res.methods if m in set(table["group"])]
+    if not table.assign(_a=table["group"].map(algo_of)).duplicated(["_a", "x"]).any():
+        algos = summary.sorted_values(algo_of[methods].unique())
+        return [(algo_label(a), algo_color(a), [m for m in methods if algo_of[m] == a]) for a in algos]
+    styles = method_styles(res.final, methods)
+    return [(styles[m].label, styles[m].color, [m]) for m in methods]
+
+
 def _distribution_by(ax: Axes, res: Results, measure: str, column: str, by: str, rng: np.random.Generator) -> list[float]:
     """Per method: its updates' values as faint dots at its value of ``by``, and the median
     with its 5th-95th percentile from ``results``."""
@@ -54,12 +71,10 @@ def _distribution_by(ax: Axes, res: Results, measure: str, column: str, by: str,
     table = res.rows(measure)
     values = sorted(rows[by].astype(float).unique())
     log = use_log_axis(by, values)
-    algo_of = res.final.drop_duplicates("method").set_index("method")["algo"]
-    algos = summary.sorted_values(algo_of[table["group"]].unique()) if len(table) else []
-    for k, algo in enumerate(algos):
-        shift = _algo_offset(k, len(algos))
-        color = algo_color(algo)
-        t = table[table["group"].map(algo_of) == algo].sort_values("x")
+    series = _series(res, table)
+    for k, (label, color, methods) in enumerate(series):
+        shift = _algo_offset(k, len(series))
+        t = table[table["group"].isin(methods)].sort_values("x")
         for method in t["group"]:
             v = rows.loc[rows["method"] == method, column].to_numpy(float)
             v = v[v > 0]
@@ -70,7 +85,7 @@ def _distribution_by(ax: Axes, res: Results, measure: str, column: str, by: str,
         xs = _shifted(t["x"].to_numpy(float), shift, log, values)
         est = t["estimate"].to_numpy(float)
         ax.errorbar(xs, est, yerr=[est - t["ci_low"].to_numpy(float), t["ci_high"].to_numpy(float) - est],
-                    color=color, marker="o", linestyle="none", capsize=3, markersize=5, label=algo_label(algo))
+                    color=color, marker="o", linestyle="none", capsize=3, markersize=5, label=label)
     _setting_axis(ax, by, values, log)
     return values
 
@@ -157,19 +172,18 @@ def plot_step_fraction(res: Results, *, by: str = "max_kl", ax: Axes | None = No
     per_run = rows.groupby(["method", "run_id"], sort=False)["policy/step_fraction"].mean().reset_index()
     values = sorted(rows[by].astype(float).unique())
     log = use_log_axis(by, values)
-    algo_of = res.final.drop_duplicates("method").set_index("method")["algo"]
-    algos = summary.sorted_values(algo_of[table["group"]].unique())
     with_ci = bool((table["interval"] == CI).all())
-    for k, algo in enumerate(algos):
-        shift = _algo_offset(k, len(algos))
-        t = table[table["group"].map(algo_of) == algo].sort_values("x")
+    series = _series(res, table)
+    for k, (label, color, methods) in enumerate(series):
+        shift = _algo_offset(k, len(series))
+        t = table[table["group"].isin(methods)].sort_values("x")
         xs, est = _shifted(t["x"].to_numpy(float), shift, log, values), t["estimate"].to_numpy(float)
         err = [est - t["ci_low"].to_numpy(float), t["ci_high"].to_numpy(float) - est] if with_ci else None
-        ax.errorbar(xs, est, yerr=err, color=algo_color(algo), marker="o", capsize=3, label=algo_label(algo))
+        ax.errorbar(xs, est, yerr=err, color=color, marker="o", capsize=3, label=label)
         if not with_ci:
             for method, x in zip(t["group"], xs):
                 v = per_run.loc[per_run["method"] == method, "policy/step_fraction"].to_numpy(float)
-                ax.scatter(np.full(v.size, x), v, s=10, color=algo_color(algo), alpha=0.45, linewidths=0)
+                ax.scatter(np.full(v.size, x), v, s=10, color=color, alpha=0.45, linewidths=0)
     _setting_axis(ax, by, values, log)
     ax.set_ylim(-0.03, 1.08)
     ax.set_ylabel("accepted fraction of full step")
@@ -179,21 +193,21 @@ def plot_step_fraction(res: Results, *, by: str = "max_kl", ax: Axes | None = No
 
 
 @styled
-def plot_backtracks(metrics: pd.DataFrame, ax: Axes | None = None) -> Axes:
-    """Share of updates by number of line-search backtracks, per algorithm."""
+def plot_backtracks(res: Results, ax: Axes | None = None) -> Axes:
+    """Share of updates by number of line-search backtracks, per algorithm (per method where an
+    algorithm has several)."""
     ax = ax if ax is not None else Figure().subplots()
-    rows = finite(metrics, "policy/backtracks")
+    rows = finite(res.metrics, "policy/backtracks")
     if rows.empty:
         return no_data(ax, "line search")
-    algos = summary.sorted_values(rows["algo"])
+    series = _series(res, rows.drop_duplicates("method").assign(group=lambda f: f["method"], x=0.0))
     top = int(rows["policy/backtracks"].max())
     counts = np.arange(top + 1)
-    width = 0.8 / len(algos)
-    for k, algo in enumerate(algos):
-        b = rows.loc[rows["algo"] == algo, "policy/backtracks"].astype(int).to_numpy()
+    width = 0.8 / len(series)
+    for k, (label, color, methods) in enumerate(series):
+        b = rows.loc[rows["method"].isin(methods), "policy/backtracks"].astype(int).to_numpy()
         share = np.bincount(b, minlength=top + 1) / b.size
-        ax.bar(counts + (k - (len(algos) - 1) / 2) * width, share, width=width, color=algo_color(algo),
-               label=algo_label(algo))
+        ax.bar(counts + (k - (len(series) - 1) / 2) * width, share, width=width, color=color, label=label)
     ax.set_xticks(counts)
     ax.grid(axis="x", visible=False)
     ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # room for the legend above the bars
@@ -229,20 +243,18 @@ def plot_cg_residual(res: Results, *, by: str = "max_kl", ax: Axes | None = None
         ax.scatter(x, r["_res"], s=4, color=algo_color(algo), alpha=dot_alpha(x.size), linewidths=0)
         med = table[table["group"].map(algo_of) == algo].sort_values("x")
         if med["x"].duplicated().any():
-            # Several methods share a budget (a δ ablation): a marker per method, coloured by its
-            # value of ``by``, side by side, rather than pooled or stacked unlabelled.
-            value_of = res.final.drop_duplicates("method").set_index("method")[by].astype(float)
-            colors = value_colors(sorted(value_of[med["group"]].unique()))
-            for j, row in enumerate(med.to_dict("records")):
-                v = value_of[row["group"]]
-                step = 1 + (j - (len(med) - 1) / 2) * 0.012
-                ax.plot([row["x"] * factor * step], [row["estimate"]], color=colors[v], marker="o",
-                        markeredgecolor=algo_color(algo), linestyle="none",
-                        label=f"{algo_label(algo)}, {summary.axis_value_label(by, v)} (median)")
+            # Several methods share a budget (a δ ablation, two stores): a labelled marker per
+            # method, side by side, rather than pooled or stacked unlabelled.
+            styles = method_styles(res.final, [m for m in res.methods if m in set(med["group"])])
+            for j, m in enumerate(styles):
+                row = med[med["group"] == m].iloc[0]
+                step = 1 + (j - (len(styles) - 1) / 2) * 0.012
+                ax.plot([row["x"] * factor * step], [row["estimate"]], color=styles[m].color, marker="o",
+                        markeredgecolor="0.2", linestyle="none", label=styles[m].label)
         else:
             ax.plot(med["x"].to_numpy(float) * factor, med["estimate"].to_numpy(float), color=algo_color(algo),
                     marker="o", linestyle="none",
-                    label=f"{algo_label(algo)} (median{' per CG budget' if len(budgets) > 1 else ''})")
+                    label=algo_label(algo))
         drawn += [x, med["x"].to_numpy(float) * factor]
     # The axis spans every solve, including those that stopped at the tolerance before the budget.
     run = sorted(rows["policy/cg_iters"].astype(float).unique())
@@ -262,7 +274,7 @@ def plot_cg_residual(res: Results, *, by: str = "max_kl", ax: Axes | None = None
         ax.set_ylim(lo, hi * (hi / lo) ** (0.1 * entries))
     ax.set_xlabel("CG iterations run")
     ax.set_ylabel("final CG residual ‖g − F̃x‖ / ‖g‖" if relative else "final CG residual ‖r‖")
-    ax.set_title("conjugate-gradient residual")
+    ax.set_title("conjugate-gradient residual (markers: medians" + (" per CG budget)" if len(budgets) > 1 else ")"))
     ax.legend(loc="upper right")
     return ax
 
@@ -284,17 +296,19 @@ def plot_backtrack_share(res: Results, *, by: str = "max_kl", ax: Axes | None = 
                      float(table.loc[table["group"] == m, "x"].iloc[0])))
     multi_algo = algo_of[methods].nunique() > 1
     value_of = {m: float(table.loc[table["group"] == m, "x"].iloc[0]) for m in methods}
-    colors = value_colors(sorted(set(value_of.values())))
+    by_value = len(set(value_of.values())) == len(methods)  # else methods differ in another setting too
+    colors = value_colors(sorted(set(value_of.values()))) if by_value else \
+        {m: s.color for m, s in method_styles(res.final, methods).items()}
     with_ci = bool((table["interval"] == CI).all())
     width = 0.8 / len(methods)
     for k, m in enumerate(methods):
         t = table[table["group"] == m].set_index("task").reindex(tasks)
         est = t["estimate"].to_numpy(float)
         err = [np.nan_to_num(est - t["ci_low"].to_numpy(float)), np.nan_to_num(t["ci_high"].to_numpy(float) - est)]
-        label = summary.axis_value_label(by, value_of[m])
-        label = f"{algo_label(algo_of[m])}, {label}" if multi_algo else label
+        label = summary.axis_value_label(by, value_of[m]) if by_value else m
+        label = f"{algo_label(algo_of[m])}, {label}" if multi_algo and by_value else label
         xs = np.arange(len(tasks)) + (k - (len(methods) - 1) / 2) * width
-        ax.bar(xs, est, width=width, color=colors[value_of[m]],
+        ax.bar(xs, est, width=width, color=colors[value_of[m] if by_value else m],
                edgecolor=algo_color(algo_of[m]) if multi_algo else "none",
                yerr=err if with_ci else None, capsize=2, error_kw={"elinewidth": 0.8}, label=label)
         if not with_ci:
@@ -315,6 +329,37 @@ def plot_backtrack_share(res: Results, *, by: str = "max_kl", ax: Axes | None = 
     return ax
 
 
+def _one_legend_for_long_labels(fig: Figure, axes: Sequence[Axes], longest: int = 24) -> None:
+    """Methods named by several settings or a store do not fit legends inside the panels: one
+    legend above them instead, each label once."""
+    labels = [label for ax in axes for label in ax.get_legend_handles_labels()[1]]
+    if max(map(len, labels), default=0) <= longest:
+        return
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    legend_top(fig, [_proxy(h, label) for label, h in handles.items()])
+
+
+def _proxy(handle: Any, label: str) -> Any:
+    """A plain legend handle that looks like ``handle`` and carries ``label`` (legend_top reads
+    labels from handles)."""
+    if isinstance(handle, ErrorbarContainer):
+        line = handle.lines[0]
+        return Line2D([], [], color=line.get_color(), marker=line.get_marker(), linestyle="none", label=label)
+    if isinstance(handle, BarContainer):
+        return Patch(facecolor=handle.patches[0].get_facecolor(), label=label)
+    if isinstance(handle, LineCollection):
+        return Line2D([], [], color=handle.get_colors()[0], linestyle="--", label=label)
+    if isinstance(handle, Line2D):
+        return Line2D([], [], color=handle.get_color(), marker=handle.get_marker(), linestyle=handle.get_linestyle(),
+                      label=label)
+    return Line2D([], [], color="0.3", label=label)
+
+
 @styled
 def plot_trust_region(res: Results) -> Figure:
     """Six diagnostics of the natural-gradient step (pooled over tasks)."""
@@ -323,9 +368,10 @@ def plot_trust_region(res: Results) -> Figure:
     plot_kl_vs_delta(res, by=by, ax=axes[0])
     plot_step_size(res, by=by, ax=axes[1])
     plot_step_fraction(res, by=by, ax=axes[2])
-    plot_backtracks(res.metrics, ax=axes[3])
+    plot_backtracks(res, ax=axes[3])
     plot_cg_residual(res, by=by, ax=axes[4])
     plot_backtrack_share(res, by=by, ax=axes[5])
+    _one_legend_for_long_labels(fig, axes)
     caption(fig, ["Pooled over tasks and runs of the methods that solve for the natural gradient with CG. "
                   f"Dots: single updates (a random sample of at most {MAX_DOTS // 4} per "
                   f"{'δ' if by == 'max_kl' else summary.AXIS_TITLES.get(by, by)} value, {MAX_DOTS} for CG), "

@@ -139,7 +139,9 @@ def test_trust_region_diagnostics(figures):
     assert [t.get_text() for t in kl.get_legend().get_texts()] == ["KL = δ", "TRPO", "NPG"]  # PG has no δ
     assert beta.get_yscale() == "log"
     assert len([c for c in fraction.containers if isinstance(c, ErrorbarContainer)]) == 2
-    assert [t.get_text() for t in backtracks.get_legend().get_texts()] == ["TRPO"]  # only TRPO searches
+    # only TRPO searches; one bar per δ, never pooled over δ
+    assert [t.get_text() for t in backtracks.get_legend().get_texts()] == ["TRPO, δ=0.003", "TRPO, δ=0.01",
+                                                                          "TRPO, δ=0.03"]
     assert cg.get_yscale() == "log" and cg.get_xlabel() == "CG iterations run"
     assert len(bars(share)) == 3 * 2  # a bar per δ and task
     assert [t.get_text() for t in share.get_legend().get_texts()] == ["δ=0.003", "δ=0.01", "δ=0.03"]
