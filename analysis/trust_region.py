@@ -254,7 +254,7 @@ def plot_cg_residual(res: Results, *, by: str = "max_kl", ax: Axes | None = None
         else:
             ax.plot(med["x"].to_numpy(float) * factor, med["estimate"].to_numpy(float), color=algo_color(algo),
                     marker="o", linestyle="none",
-                    label=algo_label(algo))
+                    label=med["group"].iloc[0] if med["group"].nunique() == 1 else algo_label(algo))
         drawn += [x, med["x"].to_numpy(float) * factor]
     # The axis spans every solve, including those that stopped at the tolerance before the budget.
     run = sorted(rows["policy/cg_iters"].astype(float).unique())
