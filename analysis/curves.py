@@ -41,8 +41,12 @@ MEASURES = {"env_steps": "return_curve", "time/wall": "return_curve_walltime"}
 def curve_styles(res: Results, methods: Sequence[str], hue: str) -> dict[str, SeriesStyle]:
     """A style per method: by algorithm, or by the value of the setting ``hue``."""
     rows = res.final.drop_duplicates("method").set_index("method")
-    if hue == "method":
-        return mark_identical(method_styles(res.final, methods), res.identical_everywhere())
+    if hue == "method":  # comparing sources: shades per algorithm, an external baseline dashed
+        styles = method_styles(res.final, methods)
+        external = set(res.final.loc[res.final.get("external", pd.Series(False, index=res.final.index))
+                                     .fillna(False).astype(bool), "method"])
+        styles = {m: SeriesStyle(s.label, s.color, "--" if m in external else s.linestyle) for m, s in styles.items()}
+        return mark_identical(styles, res.identical_everywhere())
     if hue == "algo":
         by_value = hue_styles("algo", [rows.loc[m, "algo"] for m in methods])
         styles = {m: by_value[rows.loc[m, "algo"]] for m in methods}
@@ -128,7 +132,10 @@ def plot_learning_curves(res: Results, methods: Sequence[str] | None = None, *, 
         handles.append(Line2D([], [], color="0.4", linestyle=":", label="not all runs reach here"))
     legend_top(fig, handles)
     fewest = int(table.groupby(["task", "group"])["n_runs"].max().min()) if len(table) else 0
-    caption(fig, [small_sample_note(fewest), res.identical_note()])
+    external = [m for m in styles if "[external: " in m]
+    note = (f"{', '.join(external)}: curves read from an external baseline file, not run by this harness; "
+            "their final scores follow the same rule (mean over the last 10% of points).") if external else ""
+    caption(fig, [small_sample_note(fewest), res.identical_note(), note])
     return fig
 
 
