@@ -19,12 +19,16 @@ per (group, task, measure, x):
     n, n_runs   runs used, runs in the group
 
 Per-run data (final scores, metric rows with their method) travel with the table, so figures
-can draw individual runs; no figure computes a statistic itself.
+can draw individual runs. No figure computes an estimate over runs itself; what figures still
+count where they draw is per-run or per-update data: a run's mean step fraction or share of
+backtracking updates (drawn as dots under MIN_RUNS_FOR_CI runs) and the histogram of
+backtracks per update.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,7 +110,7 @@ class Results:
 def _row(group, task, measure, statistic, estimate, low=math.nan, high=math.nan, interval="", n=0, n_runs=0,
          x=math.nan, versus="") -> dict[str, Any]:
     return {"group": group, "versus": versus, "task": task, "measure": measure, "statistic": statistic, "x": x,
-            "estimate": estimate, "ci_low": low, "ci_high": high, "interval": interval if n > 1 else "",
+            "estimate": estimate, "ci_low": low, "ci_high": high, "interval": interval if n > 1 or interval == PERCENTILES else "",
             "n": n, "n_runs": n_runs}
 
 
@@ -151,8 +155,10 @@ def _curve_rows(metrics: pd.DataFrame, x: str, measure: str, reps: int, seed: in
                                                         seed=stats.keyed_rng(seed, task, method))
                 kind = CI
             else:
-                point = stats._quiet_nan(np.nanmean, curves, axis=0)
-                low, high = stats._quiet_nan(np.nanmin, curves, axis=0), stats._quiet_nan(np.nanmax, curves, axis=0)
+                with warnings.catch_warnings():  # points no run reaches are NaN, as they should be
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    point, low, high = (np.nanmean(curves, axis=0), np.nanmin(curves, axis=0),
+                                        np.nanmax(curves, axis=0))
                 kind = RANGE
             n = np.isfinite(curves).sum(axis=0)
             rows += [_row(method, task, measure, "mean", float(point[i]), float(low[i]), float(high[i]), kind,
