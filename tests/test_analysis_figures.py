@@ -3,6 +3,8 @@ identical series said to be identical."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -86,7 +88,8 @@ def test_every_figure_keeps_its_data_inside_its_axes(stores):
     figures = {}
     for name in ("synthetic", "five", "one", "early"):
         figures.update(all_figures(stores / name))
-    assert len(figures) >= 40
+    figures.update(all_figures(Path(__file__).resolve().parents[1] / "results" / "quickstart"))  # real runs
+    assert len(figures) >= 45
     problems = {key: p for key, fig in figures.items() if (p := data_outside_axes(fig))}
     assert problems == {}
 
