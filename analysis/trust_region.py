@@ -141,7 +141,7 @@ def plot_kl_vs_delta(res: Results, *, by: str = "max_kl", ax: Axes | None = None
                  f"measured KL against {summary.AXIS_LABELS.get(by, by)}")
     # KL grows with δ, so the points run from lower left to upper right: keep the legend
     # in the empty upper-left corner when δ varies.
-    ax.legend(loc="upper left" if by == "max_kl" and len(values) > 1 else "lower left")
+    ax.legend(loc="upper left" if by == "max_kl" and len(values) > 1 else "best")
     return ax
 
 
@@ -319,13 +319,14 @@ def plot_backtrack_share(res: Results, *, by: str = "max_kl", ax: Axes | None = 
     ax.grid(axis="x", visible=False)
     if not (per_run["backtracked"] > 0).any():
         panel_note(ax, ["no update backtracked"], loc="lower left")
-    # Headroom above 1 for the legend, so it never covers a bar.
-    nrows = math.ceil(len(methods) / min(len(methods), 3))
+    # Headroom above 1 for the legend, so it never covers a bar; long method names one per row.
+    ncols = min(len(methods), 3) if max(len(str(h.get_label())) for h in ax.containers) <= 14 else 1
+    nrows = math.ceil(len(methods) / ncols)
     ax.set_ylim(0, 1.05 + 0.12 * nrows)
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("share of updates that backtracked")
     ax.set_title("line search backtracked" + (f" ({CI_LABEL})" if with_ci else " (dots: runs)"))
-    ax.legend(loc="upper center", ncols=min(len(methods), 3), handlelength=1.2, columnspacing=1.0)
+    ax.legend(loc="upper center", ncols=ncols, handlelength=1.2, columnspacing=1.0)
     return ax
 
 
