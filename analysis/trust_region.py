@@ -141,7 +141,7 @@ def plot_kl_vs_delta(res: Results, *, by: str = "max_kl", ax: Axes | None = None
                  f"measured KL against {summary.AXIS_LABELS.get(by, by)}")
     # KL grows with δ, so the points run from lower left to upper right: keep the legend
     # in the empty upper-left corner when δ varies.
-    ax.legend(loc="upper left" if by == "max_kl" and len(values) > 1 else "best")
+    ax.legend(loc="upper left" if by == "max_kl" and len(values) > 1 else "lower left")
     return ax
 
 
