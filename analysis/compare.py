@@ -122,7 +122,7 @@ def combine(sources: Sequence[tuple[str, RunStore]], baselines: Sequence[RunStor
     run's source in the "store" column, which tells methods apart."""
     parts = [(label, s) for label, s in sources if not s.runs.empty]
     parts += [(str(b.runs["grid"].iloc[0]), b) for b in baselines]
-    own = [s for _, s in parts[: len(parts) - len(baselines)]]
+    own = [_renamed(label, s, parts) for label, s in parts[: len(parts) - len(baselines)]]
     grids = {k: v for s in own for k, v in s.grids.items()}
     runs = [s.runs for s in own]
     metrics = [s.metrics for s in own]
@@ -141,6 +141,19 @@ def combine(sources: Sequence[tuple[str, RunStore]], baselines: Sequence[RunStor
     if "external" in runs_frame:
         runs_frame["external"] = runs_frame["external"].fillna(False).astype(bool)
     return RunStore(metrics=metrics_frame, runs=runs_frame, grids=grids, axes=tuple(axes))
+
+
+def _renamed(label: str, store: RunStore, parts: Sequence[tuple[str, RunStore]]) -> RunStore:
+    """``store`` with each grid that another source also has renamed '<grid> [<label>]', so two
+    stores' runs of one grid name are never read as one grid."""
+    names = [g for _, s in parts for g in s.grid_names]
+    clash = {g for g in store.grid_names if names.count(g) > 1}
+    if not clash:
+        return store
+    rename = {g: f"{g} [{label}]" for g in clash}
+    return RunStore(metrics=store.metrics.assign(grid=store.metrics["grid"].replace(rename)),
+                    runs=store.runs.assign(grid=store.runs["grid"].replace(rename)),
+                    grids={rename.get(k, k): v for k, v in store.grids.items()}, axes=store.axes)
 
 
 def load_all(sources: Sequence[str | Path], baselines: Sequence[Path] = (), *, api: Any = None,

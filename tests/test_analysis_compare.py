@@ -38,6 +38,20 @@ def test_two_stores_are_compared_on_the_tasks_they_share_never_pooled(two_stores
     assert (tmp_path / "out" / "comparison" / "curves.png").is_file()
 
 
+def test_one_grid_name_in_two_stores_stays_two_grids(tmp_path, fast_figures):
+    for name, seeds in (("a", [0, 1]), ("b", [0, 1, 2])):
+        write_grid(tmp_path / name, "same", {"algo": ["trpo"], "env_id": ["CartPole-v1"]}, seeds, updates=20,
+                   rng=np.random.default_rng(len(seeds)))
+    store = compare.load_all([tmp_path / "a", tmp_path / "b"])
+    assert store.grid_names == ["comparison", "same [a]", "same [b]"]
+    assert store.select_grid("same [b]").runs["seed"].tolist() == [0, 1, 2]
+    compare.run("report", [tmp_path / "a", tmp_path / "b"], tmp_path / "out", reps=REPS)
+    table = pd.read_csv(tmp_path / "out" / "results.csv")
+    final = table[(table["measure"] == "final_return") & (table["statistic"] == "mean")]
+    assert final.set_index(["grid", "group"])["n_runs"].to_dict() == {
+        ("same [a]", "TRPO"): 2, ("same [b]", "TRPO"): 3, ("comparison", "TRPO [a]"): 2, ("comparison", "TRPO [b]"): 3}
+
+
 def _baseline(tmp_path, rows=None):
     rows = rows if rows is not None else [
         {"method": "sb3-trpo", "task": "CartPole-v1", "seed": seed, "env_steps": 1000 * (i + 1),
