@@ -8,6 +8,7 @@ built on ``matplotlib.figure.Figure`` (no pyplot state) and written by ``style.s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,9 @@ def build_figures(res: Results | RunStore, **kwargs: Any) -> Iterator[FigureSpec
 def grid_output_dirs(store: RunStore, out_dir: Path) -> dict[str, Path]:
     """Figures go to out_dir for a single grid, out_dir/<grid> for several."""
     names = store.grid_names
-    return {g: Path(out_dir) if len(names) == 1 else Path(out_dir) / g for g in names}
+    # a file-name-safe directory: "same [a]" (a grid two stores share) becomes same_a
+    return {g: Path(out_dir) if len(names) == 1 else Path(out_dir) / (re.sub(r"[^A-Za-z0-9._=+-]+", "_", g).strip("_"))
+            for g in names}
 
 
 def write_figures(all_results: Mapping[str, Results], out_dirs: Mapping[str, Path]) -> dict[str, list[FigureSpec]]:

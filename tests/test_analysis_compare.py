@@ -45,7 +45,8 @@ def test_one_grid_name_in_two_stores_stays_two_grids(tmp_path, fast_figures):
     store = compare.load_all([tmp_path / "a", tmp_path / "b"])
     assert store.grid_names == ["comparison", "same [a]", "same [b]"]
     assert store.select_grid("same [b]").runs["seed"].tolist() == [0, 1, 2]
-    compare.run("report", [tmp_path / "a", tmp_path / "b"], tmp_path / "out", reps=REPS)
+    md = compare.run("report", [tmp_path / "a", tmp_path / "b"], tmp_path / "out", reps=REPS)[-1].read_text()
+    assert "](same_b/curves.png)" in md and (tmp_path / "out" / "same_b" / "curves.png").is_file()
     table = pd.read_csv(tmp_path / "out" / "results.csv")
     final = table[(table["measure"] == "final_return") & (table["statistic"] == "mean")]
     assert final.set_index(["grid", "group"])["n_runs"].to_dict() == {
