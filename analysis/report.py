@@ -61,7 +61,7 @@ def grid_summary(store: RunStore, grid: str) -> list[str]:
         for axis in ["algo", "env_id", *store.axes]:
             if axis in runs:
                 lines.append(f"- Axis `{axis}`: {_code_list(summary.sorted_values(runs[axis].dropna()))}")
-    lines.append(f"- Seeds: {_code_list(seeds)} ({len(seeds)} seeds)")
+    lines.append(f"- Seeds: {_code_list(seeds)} ({len(seeds)} seed{'' if len(seeds) == 1 else 's'})")
     expected = len(spec["runs"]) if spec and "runs" in spec else None
     finished = int(runs["finished"].astype(bool).sum())
     count = f"{len(runs)} found" + (f" of {expected} in grid.json" if expected is not None else "")
