@@ -173,9 +173,12 @@ class RunStore:
         except (UnicodeDecodeError, csv.Error, KeyError) as err:
             return [f"{p}: unreadable ({type(err).__name__})"]
         try:
-            seen = [int(r["update"]) for r in rows]
+            values = [float(r["update"]) for r in rows]  # "3" as written; "3.0" from other writers
         except (KeyError, ValueError):
             return [f"{p}: a row has no valid 'update' value"]
+        if not all(v.is_integer() for v in values):
+            return [f"{p}: a row has no valid 'update' value"]
+        seen = [int(v) for v in values]
         for i, u in enumerate(seen, start=1):
             if u != i:
                 what = f"update {i} is missing" if u > i else f"update {u} appears again after update {i - 1}"
