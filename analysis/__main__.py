@@ -1,13 +1,14 @@
 """Command line: figures and reports from run stores.
 
-    python -m analysis plot   RUNS_DIR [RUNS_DIR ...] [--out DIR]
-    python -m analysis report RUNS_DIR [RUNS_DIR ...] [--out DIR]
+    python -m analysis plot   SOURCE [SOURCE ...] [--out DIR] [--baseline CSV ...]
+    python -m analysis report SOURCE [SOURCE ...] [--out DIR] [--baseline CSV ...]
 
-RUNS_DIR is a run directory, a grid directory or a parent of grid directories.
-Both commands write to <RUNS_DIR>/figures by default (the first RUNS_DIR when
-there are several): ``plot`` the figures, ``report`` report.md beside them plus
-tables/. Figures go to one subdirectory per grid when there are several grids.
-One line is printed per file written (or reused, for ``report``).
+SOURCE is a run directory, a grid directory, a parent of grid directories, or
+wandb:ENTITY/PROJECT[/GROUP]. Both commands write to <first SOURCE>/figures by default:
+``plot`` the figures and results.csv, ``report`` those plus report.md and tables/.
+Figures go to one subdirectory per grid when there are several grids; several sources
+(or a baseline) add a ``comparison`` grid over the tasks they share.
+One line is printed per file written.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from analysis import plots, report, stats  # noqa: E402
+from analysis import compare, stats  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,19 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_text in (("plot", "write every supported figure (PNG + PDF)"),
                             ("report", "write report.md with figures and tables")):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("runs_dirs", nargs="+", type=Path, metavar="RUNS_DIR")
+        p.add_argument("runs_dirs", nargs="+", metavar="SOURCE")
+        p.add_argument("--baseline", type=Path, action="append", default=[],
+                       help="external baseline CSV (method, task, seed, env_steps, return); repeatable")
         p.add_argument("--out", type=Path, default=None, help="output directory (see module docs for defaults)")
         p.add_argument("--reps", type=int, default=stats.DEFAULT_REPS, help="bootstrap resamples")
         p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = parser.parse_args(argv)
-    missing = [str(p) for p in args.runs_dirs if not p.exists()]
-    if missing:
-        parser.error(f"no such directory: {', '.join(missing)}")
-    out = args.out or args.runs_dirs[0] / "figures"
-    if args.command == "plot":
-        paths = plots.make_all(args.runs_dirs, out, reps=args.reps, seed=args.seed)
-    else:
-        paths = report.write_report_files(args.runs_dirs, out, reps=args.reps, seed=args.seed)
+    try:
+        paths = compare.run(args.command, args.runs_dirs, args.out, args.baseline, reps=args.reps, seed=args.seed)
+    except compare.SourceError as err:
+        parser.error(str(err))
     for path in paths:
         print(path)
     if not paths:

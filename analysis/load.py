@@ -20,7 +20,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,43 +28,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-META_COLUMNS = ("run_id", "grid", "algo", "env_id", "seed", "state", "total_steps")
-METRIC_COLUMNS = (
-    "env_steps",
-    "update",
-    "time/wall",
-    "time/sps",
-    "time/collect",
-    "time/policy_update",
-    "time/value_fit",
-    "rollout/ep_return_mean",
-    "rollout/ep_return_std",
-    "rollout/ep_len_mean",
-    "rollout/episodes",
-    "eval/return_mean",
-    "policy/kl",
-    "policy/kl_max",
-    "policy/entropy",
-    "policy/surrogate_expected",
-    "policy/surrogate_actual",
-    "policy/improvement_ratio",
-    "policy/step_size",
-    "policy/step_norm",
-    "policy/step_fraction",
-    "policy/backtracks",
-    "policy/accepted",
-    "policy/grad_norm",
-    "policy/natural_grad_norm",
-    "policy/cg_residual",
-    "policy/cg_iters",
-    "policy/sHs",
-    "value/loss",
-    "value/explained_variance",
+from trpo_bench.rundir import (
+    CONFIG,
+    EVAL,
+    GRID,
+    METRIC_COLUMNS,
+    METRICS,
+    STATUS,
+    atomic_write_text,
+    complete_csv_text,
+    iter_run_dirs,
+    read_json_or_none,
 )
+
+META_COLUMNS = ("run_id", "grid", "algo", "env_id", "seed", "state", "total_steps")
 RUN_STATUS_COLUMNS = ("env_steps", "updates", "error", "has_metrics", "finished", "run_dir", "eval_return",
                       "eval_episodes")
 UNGROUPED = "ungrouped"
-_SKIP_DIRS = {"wandb", "figures", "tables", "__pycache__"}
 
 
 def is_metric(column: str) -> bool:
@@ -119,26 +98,10 @@ def _declared_axes(runs: pd.DataFrame, grid: str) -> set[str]:
 # ---------------------------------------------------------------------------
 
 
-def find_run_dirs(path: Path, max_depth: int = 3) -> list[Path]:
-    """Run directories (holding config.json) at or below ``path``, sorted."""
-    path = Path(path)
-    if (path / "config.json").is_file():
-        return [path]
-    if max_depth == 0 or not path.is_dir():
-        return []
-    found: list[Path] = []
-    for child in sorted(p for p in path.iterdir() if p.is_dir()):
-        if child.name.startswith((".", "_")) or child.name in _SKIP_DIRS:
-            continue
-        found.extend(find_run_dirs(child, max_depth - 1))
-    return found
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+def find_run_dirs(path: Path) -> list[Path]:
+    """Run directories at or below ``path``, sorted, including those whose status.json was
+    never written (``trpo_bench.rundir.is_run_dir`` with ``partial``)."""
+    return list(iter_run_dirs(Path(path), partial=True))
 
 
 def find_grids(paths: Iterable[Path]) -> dict[str, dict]:
@@ -146,10 +109,10 @@ def find_grids(paths: Iterable[Path]) -> dict[str, dict]:
     grids: dict[str, dict] = {}
     for p in paths:
         p = Path(p)
-        candidates = [p / "grid.json", p.parent / "grid.json"]
-        candidates += [c / "grid.json" for c in sorted(p.iterdir())] if p.is_dir() else []
+        candidates = [p / GRID, p.parent / GRID]
+        candidates += [c / GRID for c in sorted(p.iterdir())] if p.is_dir() else []
         for c in candidates:
-            spec = _read_json(c) if c.is_file() else None
+            spec = read_json_or_none(c) if c.is_file() else None
             if spec is not None:
                 grids[str(spec.get("name") or c.parent.name)] = spec
     return grids
@@ -164,27 +127,28 @@ def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
+def _setting_value(value: Any) -> Any:
+    """A scalar as it is; a list of scalars (``hidden_sizes``) as "64x64", as run ids write it."""
+    if isinstance(value, (list, tuple)) and all(_scalar(v) for v in value):
+        return "x".join(map(str, value))
+    return value
+
+
 def _settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's flat settings: config["config"] scalars overlaid by its axes."""
-    flat = {k: v for k, v in (config.get("config") or {}).items() if _scalar(v)}
-    flat.update({k: v for k, v in (config.get("axes") or {}).items() if _scalar(v)})
+    """The run's flat settings: config["config"] overlaid by its axes; scalars and lists of them."""
+    flat = {k: _setting_value(v) for k, v in (config.get("config") or {}).items()}
+    flat.update({k: _setting_value(v) for k, v in (config.get("axes") or {}).items()})
     reserved = set(META_COLUMNS) | set(RUN_STATUS_COLUMNS)
-    return {k: v for k, v in flat.items() if k not in reserved and not is_metric(k)}
+    return {k: v for k, v in flat.items() if _scalar(v) and k not in reserved and not is_metric(k)}
 
 
-def read_metrics(path: Path) -> pd.DataFrame | None:
-    """metrics.csv as floats, or None when it is absent or has no header.
-
-    Rows are appended one whole line at a time, so a last line without its
-    newline is a row still being written (or cut by a crash): it is dropped.
-    """
+def metrics_frame(path: Path) -> pd.DataFrame | None:
+    """metrics.csv as floats, or None when it is absent or has no header (a last line
+    without its newline is dropped, as ``trpo_bench.rundir.complete_csv_text`` says)."""
     if not path.is_file():
         return None
-    text = path.read_text()
-    if not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
     try:
-        frame = pd.read_csv(io.StringIO(text))
+        frame = pd.read_csv(io.StringIO(complete_csv_text(path.read_text())))
     except (pd.errors.EmptyDataError, pd.errors.ParserError):
         return None
     return frame.apply(pd.to_numeric, errors="coerce")
@@ -193,10 +157,10 @@ def read_metrics(path: Path) -> pd.DataFrame | None:
 def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None]:
     """One run directory -> (its row of the runs table, its metrics or None)."""
     run_dir = Path(run_dir)
-    config = _read_json(run_dir / "config.json") or {}
-    status = _read_json(run_dir / "status.json") or {}
-    evaluation = _read_json(run_dir / "eval.json") or {}
-    metrics = read_metrics(run_dir / "metrics.csv")
+    config = read_json_or_none(run_dir / CONFIG) or {}
+    status = read_json_or_none(run_dir / STATUS) or {}
+    evaluation = read_json_or_none(run_dir / EVAL) or {}
+    metrics = metrics_frame(run_dir / METRICS)
     total = config.get("total_steps", status.get("total_steps"))
     steps_logged = (
         float(np.nanmax(metrics["env_steps"]))
@@ -229,7 +193,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None]:
 
 
 def _grid_from_dir(run_dir: Path) -> str:
-    spec = _read_json(run_dir.parent / "grid.json")
+    spec = read_json_or_none(run_dir.parent / GRID)
     return str(spec.get("name")) if spec and spec.get("name") else UNGROUPED
 
 
@@ -284,19 +248,6 @@ DEFAULT_WANDB_CACHE = Path(
 _WANDB_STATE = {"finished": "done", "running": "running", "crashed": "failed", "failed": "failed", "killed": "failed"}
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_") or "_"
 
@@ -331,7 +282,7 @@ def fetch_wandb(
     """
     root = _cache_root(path, filters, cache_dir or DEFAULT_WANDB_CACHE)
     index_path = root / "index.json"
-    index = _read_json(index_path) if index_path.is_file() else None
+    index = read_json_or_none(index_path) if index_path.is_file() else None
     if index is not None and not refresh:
         return root
     api = _default_api() if api is None else api
@@ -343,7 +294,8 @@ def fetch_wandb(
             entries.append(old)
             continue
         entries.append(_mirror_run(run, root))
-    atomic_write(index_path, json.dumps({"path": path, "filters": filters, "runs": entries}, indent=1, default=str))
+    atomic_write_text(index_path,
+                      json.dumps({"path": path, "filters": filters, "runs": entries}, indent=1, default=str))
     return root
 
 
@@ -381,10 +333,10 @@ def _mirror_run(run: Any, root: Path) -> dict[str, Any]:
     status = {"state": state, "env_steps": env_steps, "total_steps": config["total_steps"],
               "updates": len(history), "error": None}
     run_dir = root / _slug(grid) / _slug(run_id if run_id else run.id)
-    atomic_write(run_dir / "config.json", json.dumps(config, indent=1, default=str))
-    atomic_write(run_dir / "status.json", json.dumps(status, indent=1))
+    atomic_write_text(run_dir / CONFIG, json.dumps(config, indent=1, default=str))
+    atomic_write_text(run_dir / STATUS, json.dumps(status, indent=1))
     if len(history):
-        atomic_write(run_dir / "metrics.csv", history.to_csv(index=False))
+        atomic_write_text(run_dir / METRICS, history.to_csv(index=False))
     return {"wandb_id": run.id, "run_id": run_id, "dir": str(run_dir.relative_to(root)), "state": state}
 
 

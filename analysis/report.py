@@ -4,12 +4,14 @@ Layout under ``out_dir`` (the same directory ``plots.make_all`` writes to, so
 the report and its figures travel together)::
 
     report.md                         links below are relative to it
+    results.csv                       every statistic shown (analysis.results)
     [<grid>/]<figure>.png, .pdf       a subdirectory per grid when there are several
     tables/[<grid>/]final_return.{csv,md,tex}, final_return_iqm.*, eval_return_iqm.*,
     tables/[<grid>/]line_search.csv
 
-Figure files newer than every run file are reused, not rendered again, so
-calling ``make_all`` and then ``write_report`` on one directory renders once.
+Every statistic is computed once (``results.compute_all``) and written as results.csv; the
+figures, tables and this text are drawn from it. ``write_report`` writes the figures too, so a
+grid's end calls it alone.
 
 For each grid: what it was (grid.json name, source, axes, seeds), which runs
 failed or are unfinished, the final-return tables (training return; deterministic
@@ -26,8 +28,9 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import plots, stats, summary, tables
-from analysis.load import RunStore, atomic_write, load_store
+from analysis import plots, results, stats, summary, tables
+from analysis.load import RunStore, load_store
+from trpo_bench.rundir import atomic_write_text
 
 
 def _rel(path: Path, start: Path) -> str:
@@ -58,7 +61,7 @@ def grid_summary(store: RunStore, grid: str) -> list[str]:
         for axis in ["algo", "env_id", *store.axes]:
             if axis in runs:
                 lines.append(f"- Axis `{axis}`: {_code_list(summary.sorted_values(runs[axis].dropna()))}")
-    lines.append(f"- Seeds: {_code_list(seeds)} ({len(seeds)} seeds)")
+    lines.append(f"- Seeds: {_code_list(seeds)} ({len(seeds)} seed{'' if len(seeds) == 1 else 's'})")
     expected = len(spec["runs"]) if spec and "runs" in spec else None
     finished = int(runs["finished"].astype(bool).sum())
     count = f"{len(runs)} found" + (f" of {expected} in grid.json" if expected is not None else "")
@@ -66,10 +69,25 @@ def grid_summary(store: RunStore, grid: str) -> list[str]:
     return lines
 
 
+def methods_section(res: results.Results) -> list[str]:
+    """Markdown: what each group of runs (a method) is, by every setting that differs."""
+    settings = res.settings
+    table = summary.method_definitions(res.final, settings)
+    if table.empty:
+        return []
+    lines = ["Runs are grouped by every setting that differs among the runs of a task, seed aside"
+             + (f" (here: {_code_list(settings)})" if settings else " (here: the algorithm only)")
+             + "; runs that differ in any other way are never pooled. Settings that differ within this "
+             "grid, per group:", "", "| method | runs | tasks | settings |", "|---|---:|---:|---|"]
+    lines += [f"| {r['method']} | {r['runs']} | {r['tasks']} | {r['settings'] or 'n/a'} |"
+              for r in table.to_dict("records")]
+    return lines
+
+
 MAX_LISTED = 10  # never-started runs named in full up to this many
 
 
-def problem_runs(store: RunStore, grid: str) -> list[str]:
+def problem_runs(store: RunStore, grid: str, final: pd.DataFrame | None = None) -> list[str]:
     """Markdown listing failed/unfinished runs and grid.json runs never started."""
     bad = summary.unfinished_runs(store.runs)
     lines = []
@@ -87,7 +105,7 @@ def problem_runs(store: RunStore, grid: str) -> list[str]:
             error = "" if error is None or pd.isna(error) else str(error).replace("|", "\\|").replace("\n", " ")
             lines.append(f"| `{r['run_id']}` | {r['algo']} | {r['env_id']} | {r['seed']} | {r['state']} | "
                          f"{steps} | {error} |")
-    final = summary.final_scores(store)
+    final = summary.final_scores(store) if final is None else final
     no_score = final[final["finished"].astype(bool) & final["final"].isna()]
     if len(no_score):
         lines.append(f"\nFinished but without a final score (no episode ended in the last "
@@ -103,26 +121,27 @@ def problem_runs(store: RunStore, grid: str) -> list[str]:
     return lines
 
 
-def _final_table(store: RunStore, reps: int, seed: int, statistic: str = "mean",
-                 scores: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per task and method: ``statistic`` of the runs' "final" column (default: the training
-    return, ``summary.final_scores``) with its bootstrap CI, methods in plotting order."""
-    ablate = summary.varying_axes(store.runs, store.axes)
-    final = summary.with_methods(summary.final_scores(store) if scores is None else scores, ablate)
-    order = summary.method_order(final, ablate)
-    table = summary.final_table(final, statistic=statistic, reps=reps, seed=seed)
-    return table.sort_values("method", key=lambda s: s.map(order.index), kind="stable").reset_index(drop=True)
+def final_table(res: results.Results, measure: str = "final_return", statistic: str = "mean") -> pd.DataFrame:
+    """Per task and method, from ``res``: the columns ``tables`` takes, methods in plotting order."""
+    t = res.rows(measure, statistic=statistic).rename(columns={"task": "env_id", "group": "method"})
+    t = t[["env_id", "method", "estimate", "ci_low", "ci_high", "interval", "n", "n_runs"]]
+    tasks = summary.sorted_values(t["env_id"])
+    return t.sort_values(["env_id", "method"], key=lambda s: s.map(
+        tasks.index if s.name == "env_id" else res.methods.index), kind="stable").reset_index(drop=True)
 
 
-def line_search_table(store: RunStore) -> pd.DataFrame:
+def line_search_table(res: results.Results | RunStore) -> pd.DataFrame:
     """Per task and method (runs with a line search): runs, updates, the number of updates
     that backtracked and of those whose step was rejected, and backtracks per update."""
     cols = ["env_id", "method", "runs", "updates", "backtracked", "rejected", "backtracks_per_update"]
-    m = store.metrics
+    if isinstance(res, RunStore):
+        ablate = summary.method_settings(res.runs, res.axes)
+        m = summary.with_methods(res.metrics, ablate) if len(res.metrics) else res.metrics
+    else:
+        ablate, m = res.settings, res.metrics
     if m.empty or "policy/backtracks" not in m.columns:
         return pd.DataFrame(columns=cols)
-    ablate = summary.varying_axes(store.runs, store.axes)
-    rows = summary.with_methods(m[m["policy/backtracks"].notna()], ablate)
+    rows = m[m["policy/backtracks"].notna()]
     if rows.empty:
         return pd.DataFrame(columns=cols)
     order = summary.method_order(rows, ablate)
@@ -151,10 +170,36 @@ def _line_search_markdown(table: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _eval_table(store: RunStore, reps: int, seed: int) -> pd.DataFrame:
-    """IQM of the final policies' deterministic returns (eval.json), per task and method."""
-    scores = store.runs.drop(columns=["_axes"], errors="ignore").assign(final=store.runs["eval_return"].astype(float))
-    return _final_table(store, reps, seed, statistic="iqm", scores=scores)
+def _tables_section(res: results.Results, out_dir: Path, tables_dir: Path, grid: str) -> tuple[list[str], list[Path]]:
+    md: list[str] = []
+    written: list[Path] = []
+    table = final_table(res)
+    paths = tables.write_tables(table, tables_dir, "final_return", label=f"tab:final_return_{grid}",
+                                caption=f"Final return per task ({grid}): mean over finished runs.")
+    written += paths
+    md += [tables.to_markdown(table), _also_as(paths, out_dir), ""]
+    if int(table["n"].max() if len(table) else 0) >= 4:
+        table = final_table(res, statistic="iqm")
+        paths = tables.write_tables(table, tables_dir, "final_return_iqm", label=f"tab:final_return_iqm_{grid}",
+                                    caption=f"Final return per task ({grid}): interquartile mean over finished runs.")
+        written += paths
+        md += ["Interquartile mean (the mean of the middle 50% of runs, robust to one outlying seed; "
+               "Agarwal et al., 2021):", "", tables.to_markdown(table), _also_as(paths, out_dir), ""]
+    elif len(table):
+        md += ["No interquartile-mean table: with fewer than 4 runs per group it trims no run and equals the mean.", ""]
+    if len(res.rows("eval_return")):
+        table = final_table(res, "eval_return", "iqm")
+        episodes = sorted({int(e) for e in res.final["eval_episodes"].dropna()})
+        paths = tables.write_tables(table, tables_dir, "eval_return_iqm", label=f"tab:eval_return_{grid}",
+                                    caption=f"Deterministic return of the final policy ({grid}): "
+                                            "interquartile mean over runs.")
+        written += paths
+        md += ["### Final policy, deterministic evaluation", "",
+               "The final checkpoint's mean action, " + "/".join(map(str, episodes)) + " episodes per run "
+               "(`trpo-bench evaluate`; the protocol of rl-baselines3-zoo's published returns); "
+               "interquartile mean over runs with an evaluation.", "", tables.to_markdown(table),
+               _also_as(paths, out_dir), ""]
+    return md, written
 
 
 def write_report_files(
@@ -164,74 +209,59 @@ def write_report_files(
     reps: int = stats.DEFAULT_REPS,
     seed: int = 0,
     reference_overrides: Mapping[str, Any] | None = None,
+    store: RunStore | None = None,
 ) -> list[Path]:
-    """Write figures, tables and report.md; returns every path, report.md last."""
+    """Compute every statistic once (``results``), then write results.csv, the figures, the tables
+    and report.md from it; returns every path, report.md last. ``store`` replaces reading
+    ``runs_dirs`` (which then only name the stores in the text)."""
     runs_dirs = [Path(p) for p in runs_dirs]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    store = load_store(runs_dirs)
-    figures = plots.write_figures(store, out_dir, reuse_if_newer=True, reps=reps, seed=seed,
-                                  reference_overrides=reference_overrides)
-    written = [p for specs in figures.values() for spec in specs for p in spec.paths or []]
+    store = load_store(runs_dirs) if store is None else store
+    all_results = results.compute_all(store, reps=reps, seed=seed, reference_overrides=reference_overrides)
+    figures = plots.write_figures(all_results, plots.grid_output_dirs(store, out_dir))
+    written = [results.write_table(all_results, out_dir / "results.csv")]
+    written += [p for specs in figures.values() for spec in specs for p in spec.paths or []]
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     md = ["# trpo-bench report", "",
           f"Run stores: {_code_list([str(p) for p in runs_dirs])}. Generated {now}.", "",
           f"Final return = mean of `{summary.RETURN}` over the last "
-          f"{stats.DEFAULT_FINAL_FRACTION:.0%} of a run's updates. Tables give the mean over finished runs "
-          f"with a 95% percentile-bootstrap CI ({reps} resamples, seed {seed}); \"(k/n)\" marks groups where "
-          "only k of n runs finished with a final score, and \"(n=K)\" gives each group's run count where groups "
-          "differ in size. Aggregate figures use scores normalized per task, "
-          "(R - random) / (reference - random), as in Agarwal et al. (2021).", ""]
+          f"{stats.DEFAULT_FINAL_FRACTION:.0%} of a run's updates. Tables give the mean over finished runs and, "
+          f"in every cell, the runs used (n; \"n=k of m\" where only k of a group's m runs finished with a final "
+          f"score). Brackets hold a 95% percentile-bootstrap CI ({reps} resamples, seed {seed}), given only for "
+          f"groups of {stats.MIN_RUNS_FOR_CI} runs or more; smaller groups show the range of their runs instead, "
+          "and one run shows no interval. Aggregate figures use scores normalized per task, "
+          "(R - random) / (reference - random), as in Agarwal et al. (2021). Every number here and in the "
+          f"figures is read from [results.csv]({_rel(written[0], out_dir)}).", ""]
     if store.runs.empty:
         md += ["**No runs found.**", ""]
     grid_dirs = plots.grid_output_dirs(store, out_dir / "tables")
     for grid in store.grid_names:
-        sub = store.select_grid(grid)
-        md += [f"## Grid `{grid}`", "", *grid_summary(sub, grid), "", "### Failed or unfinished runs", "",
-               *problem_runs(sub, grid), "", "### Final return", ""]
-        table = _final_table(sub, reps, seed)
-        paths = tables.write_tables(table, grid_dirs[grid], "final_return", label=f"tab:final_return_{grid}",
-                                    caption=f"Final return per task ({grid}): mean over finished runs "
-                                            "with 95% bootstrap CI.")
+        res = all_results[grid]
+        sub = res.store
+        md += [f"## Grid `{grid}`", "", *grid_summary(sub, grid), "", "### Methods", "", *methods_section(res), "",
+               "### Failed or unfinished runs", "", *problem_runs(sub, grid, res.final), "", "### Final return", ""]
+        lines, paths = _tables_section(res, out_dir, grid_dirs[grid], grid)
+        md += lines
         written += paths
-        md += [tables.to_markdown(table),
-               _also_as(paths, out_dir), ""]
-        table = _final_table(sub, reps, seed, statistic="iqm")
-        paths = tables.write_tables(table, grid_dirs[grid], "final_return_iqm", label=f"tab:final_return_iqm_{grid}",
-                                    caption=f"Final return per task ({grid}): interquartile mean over finished "
-                                            "runs with 95% bootstrap CI.")
-        written += paths
-        md += ["Interquartile mean (the mean of the middle 50% of runs, robust to one outlying seed; "
-               "Agarwal et al., 2021) with its 95% bootstrap CI:", "", tables.to_markdown(table),
-               _also_as(paths, out_dir), ""]
-        if sub.runs["eval_return"].notna().any():
-            table = _eval_table(sub, reps, seed)
-            episodes = sorted({int(e) for e in sub.runs["eval_episodes"].dropna()})
-            paths = tables.write_tables(table, grid_dirs[grid], "eval_return_iqm", label=f"tab:eval_return_{grid}",
-                                        caption=f"Deterministic return of the final policy ({grid}): "
-                                                "interquartile mean over runs with 95% bootstrap CI.")
-            written += paths
-            md += ["### Final policy, deterministic evaluation", "",
-                   "The final checkpoint's mean action, " + "/".join(map(str, episodes)) + " episodes per run "
-                   "(`trpo-bench evaluate`; the protocol of rl-baselines3-zoo's published returns); "
-                   "interquartile mean over runs with 95% bootstrap CI. \"(k/n)\" marks groups where only k "
-                   "of n runs have an evaluation.", "", tables.to_markdown(table),
-                   _also_as(paths, out_dir), ""]
-        search = line_search_table(sub)
+        identical = res.identical_note()
+        if identical:
+            md += [f"Identical methods: {identical}", ""]
+        search = line_search_table(res)
         if len(search):
             path = grid_dirs[grid] / "line_search.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, search.to_csv(index=False))
+            atomic_write_text(path, search.to_csv(index=False))
             written.append(path)
             md += ["### Line search", "",
                    "Updates whose line search took at least one backtrack, and whose step was rejected "
                    "(parameters left at θ_old), over every update of every run:", "",
                    *_line_search_markdown(search), "", _also_as([path], out_dir), ""]
-        no_reference = [t for t in summary.sorted_values(sub.runs["env_id"].dropna())
-                        if t not in stats.reference_scores(reference_overrides)]
-        if no_reference:
-            md += [f"No reference score for {_code_list(no_reference)}: left out of the aggregate "
+        if res.tasks_left_out:
+            md += [f"No reference score for {_code_list(res.tasks_left_out)}: left out of the aggregate "
                    "(normalized) figures; pass `reference_overrides` to include them.", ""]
+        if res.runs_per_group() == 1:
+            md += ["One run in some group: no aggregate figure, performance profile or probability of improvement "
+                   "is drawn, and no interval is given.", ""]
         md += ["### Figures", ""]
         specs = figures.get(grid, [])
         if not specs:
@@ -243,7 +273,7 @@ def write_report_files(
             if pdf is not None:
                 md += [f"[PDF]({_rel(pdf, out_dir)})", ""]
     report = out_dir / "report.md"
-    atomic_write(report, "\n".join(md))
+    atomic_write_text(report, "\n".join(md))
     return [*written, report]
 
 

@@ -346,6 +346,34 @@ def curve_interval(
     )
 
 
+# Below this many runs a percentile bootstrap CI is about the runs' min-max range (Agarwal et
+# al. 2021, Fig. 4, use 3 runs to show how wide honest intervals are); it is not drawn as one.
+MIN_RUNS_FOR_CI = 5
+CI_KIND, RANGE_KIND = "95% bootstrap CI", "range of runs"
+
+
+def estimate_over_runs(values: np.ndarray, statistic: str = "mean", *, reps: int = DEFAULT_REPS,
+                       confidence: float = DEFAULT_CONFIDENCE,
+                       seed: int | np.random.Generator = 0) -> tuple[float, float, float, str]:
+    """(estimate, low, high, kind) of ``statistic`` ("mean" or "iqm") over runs (R,), NaN ignored.
+
+    With MIN_RUNS_FOR_CI runs or more: a percentile bootstrap CI (kind CI_KIND); with 2 to
+    MIN_RUNS_FOR_CI - 1: the range of the runs (RANGE_KIND); one run: no interval (NaN, "").
+    """
+    fn = {"mean": mean, "iqm": iqm}[statistic]
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, math.nan, math.nan, ""
+    point = float(fn(v[None, :, None])[0])
+    if v.size == 1:
+        return point, math.nan, math.nan, ""
+    if v.size < MIN_RUNS_FOR_CI:
+        return point, float(v.min()), float(v.max()), RANGE_KIND
+    iv = stratified_bootstrap(v[:, None], fn, reps=reps, confidence=confidence, seed=seed)
+    return float(iv.point), float(iv.low), float(iv.high), CI_KIND
+
+
 # ---------------------------------------------------------------------------
 # Score normalization
 # ---------------------------------------------------------------------------

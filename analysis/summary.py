@@ -1,9 +1,11 @@
 """From tidy run-store frames to the arrays that ``stats`` works on.
 
-Vocabulary: a *method* is an algorithm plus the values of the grid axes that
-vary within it ("TRPO" in an algorithm comparison, "TRPO, δ=0.01" in an
-ablation). Final performance is taken only from *finished* runs (state "done"
-and env_steps >= total_steps); the others are counted and reported, not used.
+Vocabulary: a *method* is an algorithm plus its values of every setting that
+varies among the runs of one task, seed aside (``method_settings``): "TRPO" in an
+algorithm comparison, "TRPO, δ=0.01" in an ablation, "TRPO, total_steps=20k" when two
+runs differ in length only. Runs that differ in any setting are never one method. Final
+performance is taken only from *finished* runs (state "done" and env_steps >= total_steps);
+the others are counted and reported, not used.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats
-from analysis.load import RunStore
+from analysis.load import META_COLUMNS, RUN_STATUS_COLUMNS, RunStore
+from trpo_bench.rundir import NOT_NUMERIC
 
 RETURN = "rollout/ep_return_mean"
 ALGO_ORDER = ("trpo", "npg", "pg")
@@ -98,15 +101,61 @@ def _axis_column(runs: pd.DataFrame, axis: str) -> pd.Series:
 
 
 def varying_axes(runs: pd.DataFrame, axes: Sequence[str]) -> list[str]:
-    """Grid axes, numeric or categorical, with more than one value within some (grid, algo, env_id)."""
+    """Of ``axes``, those with more than one value (missing counts as one) within some
+    (grid, algo, env_id): numeric or categorical."""
     out = []
     for axis in axes:
         if axis not in runs.columns or axis in ("seed",) or runs[axis].isna().all():
             continue
-        counts = _axis_column(runs, axis).groupby([runs["grid"], runs["algo"], runs["env_id"]]).nunique()
+        values = _axis_column(runs, axis).astype(object).where(runs[axis].notna(), "<missing>")
+        counts = values.groupby([runs["grid"], runs["algo"], runs["env_id"]]).nunique()
         if (counts > 1).any():
             out.append(axis)
     return out
+
+
+def setting_columns(runs: pd.DataFrame) -> list[str]:
+    """Columns of a runs table that hold a run's settings (``total_steps`` included; seed,
+    bookkeeping and settings that do not change the numbers, ``rundir.NOT_NUMERIC``, left out)."""
+    skip = {*META_COLUMNS, *RUN_STATUS_COLUMNS, "_axes", "final", "method", "external", *NOT_NUMERIC} - {"total_steps"}
+    return [c for c in runs.columns if c not in skip]
+
+
+def method_settings(runs: pd.DataFrame, axes: Sequence[str] = ()) -> list[str]:
+    """The settings that tell methods apart: every setting with more than one value among the
+    runs of one (grid, algo, task), seed aside; grid ``axes`` first, then the rest by name.
+
+    A method is an algorithm and its values of these settings, so runs that differ in any
+    setting (``total_steps``, ``cg_damping``, ...) are never pooled as seeds of one method, while
+    a setting that only changes with the task (``total_steps`` set per task) names no method.
+    """
+    # An external baseline has no settings of ours: its source alone sets it apart.
+    own = runs[~runs["external"].astype(bool)] if "external" in runs else runs
+    candidates = [a for a in axes if a in runs.columns] + sorted(c for c in setting_columns(runs) if c not in axes)
+    found = varying_axes(own, list(dict.fromkeys(candidates)))
+    if "store" in runs and runs["store"].nunique() > 1 and "store" not in found:
+        found.append("store")
+    return found
+
+
+def method_definitions(final: pd.DataFrame, settings: Sequence[str]) -> pd.DataFrame:
+    """One row per method: its runs, tasks and the value of every setting that differs among
+    the runs of ``final`` (seed aside), or its value per task where only the task changes it,
+    so a report can say exactly what each group is. ``final`` has a "method" column."""
+    cols = [c for c in setting_columns(final) if c != "algo" and final[c].astype(str).nunique() > 1]
+    cols = [*(c for c in settings if c in cols), *(c for c in cols if c not in settings)]
+    rows = []
+    for method in method_order(final, settings):
+        g = final[final["method"] == method]
+        parts = []
+        for c in cols:
+            per_task = g.groupby("env_id", sort=True)[c].agg(lambda v: format_value(v.iloc[0]))
+            if per_task.nunique() == 1:
+                parts.append(f"{c}={per_task.iloc[0]}")
+            else:
+                parts.append(f"{c} per task: " + ", ".join(f"{v} ({t})" for t, v in per_task.items()))
+        rows.append({"method": method, "runs": len(g), "tasks": g["env_id"].nunique(), "settings": "; ".join(parts)})
+    return pd.DataFrame(rows, columns=["method", "runs", "tasks", "settings"])
 
 
 def algos_varying(runs: pd.DataFrame, axis: str) -> list[str]:
@@ -116,9 +165,11 @@ def algos_varying(runs: pd.DataFrame, axis: str) -> list[str]:
 
 
 def method_label(row: Mapping[str, Any], axes: Sequence[str]) -> str:
-    """'TRPO' or 'TRPO, δ=0.01, CG iters=10' from a row and the varying axes."""
-    parts = [axis_value_label(a, row[a]) for a in axes if a in row and pd.notna(row[a])]
-    return ", ".join([algo_label(row["algo"]), *parts])
+    """'TRPO' or 'TRPO, δ=0.01, CG iters=10' from a row and the varying axes; the run's
+    source last, in brackets, when "store" is one of them ('TRPO [quickstart]')."""
+    parts = [axis_value_label(a, row[a]) for a in axes if a != "store" and a in row and pd.notna(row[a])]
+    label = ", ".join([algo_label(row["algo"]), *parts])
+    return f"{label} [{row['store']}]" if "store" in axes and pd.notna(row.get("store")) else label
 
 
 def with_methods(frame: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
@@ -199,24 +250,20 @@ def final_table(
 ) -> pd.DataFrame:
     """Final return per group with a bootstrap CI over runs.
 
-    Columns: *by, estimate, ci_low, ci_high, n (runs used), n_runs (runs in the
-    group, unfinished included). Groups without usable runs get NaN estimates.
+    Columns: *by, estimate, ci_low, ci_high, interval (what low and high are:
+    ``stats.estimate_over_runs``, a CI only from MIN_RUNS_FOR_CI runs), n (runs used),
+    n_runs (runs in the group, unfinished included). Groups without usable runs get NaN.
     """
-    fn = {"mean": stats.mean, "iqm": stats.iqm}[statistic]
     keep = usable(final)
     rows = []
     for key, g in final.groupby(list(by), sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         values = g.loc[keep.loc[g.index], "final"].to_numpy(dtype=float)
-        if values.size:
-            iv = stats.stratified_bootstrap(values[:, None], fn, reps=reps, confidence=confidence,
-                                            seed=stats.keyed_rng(seed, *key))
-            est, lo, hi = float(iv.point), float(iv.low), float(iv.high)
-        else:
-            est = lo = hi = math.nan
-        rows.append({**dict(zip(by, key)), "estimate": est, "ci_low": lo, "ci_high": hi,
+        est, lo, hi, kind = stats.estimate_over_runs(values, statistic, reps=reps, confidence=confidence,
+                                                     seed=stats.keyed_rng(seed, *key))
+        rows.append({**dict(zip(by, key)), "estimate": est, "ci_low": lo, "ci_high": hi, "interval": kind,
                      "n": int(values.size), "n_runs": len(g)})
-    table = pd.DataFrame(rows, columns=[*by, "estimate", "ci_low", "ci_high", "n", "n_runs"])
+    table = pd.DataFrame(rows, columns=[*by, "estimate", "ci_low", "ci_high", "interval", "n", "n_runs"])
     order = {c: sorted_values(table[c]) for c in by}
     return table.sort_values(list(by), key=lambda s: s.map(lambda v: order[s.name].index(v))).reset_index(drop=True)
 
@@ -241,50 +288,29 @@ def normalized_scores(
     return scores, tasks, [t for t in all_tasks if t not in table]
 
 
+def poi_pairs(
+    methods: Sequence[str], attrs: Mapping[str, tuple] | None = None, all_pairs_up_to: int = 4
+) -> list[tuple[str, str]]:
+    """Pairs (X, Y), X earlier in ``methods``, to compare by probability of improvement.
+
+    Up to ``all_pairs_up_to`` methods: every pair. Beyond that, with ``attrs``
+    (method -> (algo, *axis values)): pairs that differ only in the algorithm,
+    or, for a single algorithm, only in one axis value.
+    """
+    pairs = [(a, b) for i, a in enumerate(methods) for b in methods[i + 1:]]
+    if len(methods) <= all_pairs_up_to or attrs is None:
+        return pairs
+
+    def diff(a, b):
+        return [k for k, (u, v) in enumerate(zip(attrs[a], attrs[b])) if u != v]
+
+    across = [(a, b) for a, b in pairs if diff(a, b) == [0]]
+    return across or [(a, b) for a, b in pairs if len(diff(a, b)) == 1]
+
+
 # ---------------------------------------------------------------------------
 # Curves
 # ---------------------------------------------------------------------------
-
-
-def curve_table(
-    metrics: pd.DataFrame,
-    *,
-    hue: str = "algo",
-    x: str = "env_steps",
-    metric: str = RETURN,
-    n_points: int = 100,
-    statistic: str = "mean",
-    reps: int = stats.DEFAULT_REPS,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Curves aligned per task onto one x grid, summarized per ``hue`` value.
-
-    Long format, one row per (env_id, hue value, grid point): x, estimate,
-    ci_low, ci_high (percentile bootstrap over runs), n (runs with data at x),
-    n_runs (runs with any data in the group).
-    """
-    cols = ["env_id", "hue", "x", "estimate", "ci_low", "ci_high", "n", "n_runs"]
-    if metrics.empty or x not in metrics.columns or metric not in metrics.columns:
-        return pd.DataFrame(columns=cols)
-    frames = []
-    for task in sorted_values(metrics["env_id"]):
-        rows = metrics[metrics["env_id"] == task].sort_values(["run_id", x], kind="stable")
-        runs = {rid: r for rid, r in rows.groupby("run_id", sort=True)}
-        grid = stats.step_grid([r[x].to_numpy(dtype=float) for r in runs.values()], n_points)
-        if grid.size == 0:
-            continue
-        for h in sorted_values(rows[hue]):
-            members = [r for r in runs.values() if same_value(r[hue].iloc[0], h)]
-            curves = stats.align_curves([r[x].to_numpy(dtype=float) for r in members],
-                                        [r[metric].to_numpy(dtype=float) for r in members], grid)
-            if not np.isfinite(curves).any():
-                continue
-            iv = stats.curve_interval(curves, statistic, reps=reps, seed=stats.keyed_rng(seed, task, h))
-            frames.append(pd.DataFrame({"env_id": task, "hue": [h] * grid.size, "x": grid,
-                                        "estimate": iv.point, "ci_low": iv.low, "ci_high": iv.high,
-                                        "n": np.isfinite(curves).sum(axis=0),
-                                        "n_runs": int(np.isfinite(curves).any(axis=1).sum())}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
 
 def same_value(a: Any, b: Any) -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.load import METRIC_COLUMNS
+from trpo_bench.rundir import METRIC_COLUMNS
 
 _LEVEL = {"trpo": 1.0, "npg": 0.85, "pg": 0.45}
 _TASK = {  # (random return, best return, steps per update)

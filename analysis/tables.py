@@ -1,10 +1,9 @@
 """Final-return tables: long CSV for machines, wide Markdown and LaTeX for people.
 
-The table itself comes from ``summary.final_table``: one row per (task, method)
-with the estimate, its 95% bootstrap CI, runs used (n) and runs in the group
-(n_runs). Cells read "estimate [low, high]", with "(n/n_runs)" when runs are
-missing and "(n=K)" on every complete cell when groups differ in size (a grid that ran
-10 seeds of one method and 5 of another).
+The table comes from ``results`` (``summary.final_table`` underneath): one row per (task,
+method) with the estimate, its interval and what the interval is, runs used (n) and runs in the
+group (n_runs). Every cell names its n (``cell_text``): a reader never has to guess whether
+"368 [368, 368]" is one run.
 """
 
 from __future__ import annotations
@@ -15,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import summary
-from analysis.load import atomic_write
+from analysis import stats, summary
+from trpo_bench.rundir import atomic_write_text
 
 
 def _decimals(values: np.ndarray) -> int:
@@ -25,19 +24,21 @@ def _decimals(values: np.ndarray) -> int:
     return 0 if top >= 100 else 1 if top >= 10 else 2
 
 
-def cell_text(row: pd.Series, decimals: int, show_n: bool = False) -> str:
-    """'2963 [2921, 3000]', plus ' (2/3)' when not every run in the group is used, or
-    ' (n=3)' when ``show_n`` and every run is used."""
+def cell_text(row: pd.Series, decimals: int) -> str:
+    """'2963 [2921, 3000] (n=10)' with a 95% bootstrap CI (MIN_RUNS_FOR_CI runs or more),
+    '2963 (runs 2900–3010, n=3)' below that, '2963 (n=1)' for one run; 'n=2 of 3' when not every
+    run in the group is used."""
+    f = f"{{:.{decimals}f}}"
+    kind = row.get("interval", "")
+    count = f"n={row['n']}" + (f" of {row['n_runs']}" if row["n"] < row["n_runs"] else "")
     if not math.isfinite(row["estimate"]):
-        text = "n/a"
-    else:
-        f = f"{{:.{decimals}f}}"
-        text = f"{f.format(row['estimate'])} [{f.format(row['ci_low'])}, {f.format(row['ci_high'])}]"
-    if row["n"] < row["n_runs"]:
-        text += f" ({row['n']}/{row['n_runs']})"
-    elif show_n:
-        text += f" (n={row['n']})"
-    return text
+        return f"n/a ({count})"
+    text = f.format(row["estimate"])
+    if kind == stats.CI_KIND:
+        return f"{text} [{f.format(row['ci_low'])}, {f.format(row['ci_high'])}] ({count})"
+    if kind == stats.RANGE_KIND:
+        return f"{text} (runs {f.format(row['ci_low'])}–{f.format(row['ci_high'])}, {count})"
+    return f"{text} ({count})"
 
 
 def wide(table: pd.DataFrame, row: str = "env_id", column: str = "method") -> pd.DataFrame:
@@ -45,8 +46,7 @@ def wide(table: pd.DataFrame, row: str = "env_id", column: str = "method") -> pd
     if table.empty:
         return pd.DataFrame()
     decimals = _decimals(table["estimate"].to_numpy(dtype=float))
-    uneven = table["n_runs"].nunique() > 1
-    cells = table.assign(cell=[cell_text(r, decimals, show_n=uneven) for _, r in table.iterrows()])
+    cells = table.assign(cell=[cell_text(r, decimals) for _, r in table.iterrows()])
     out = cells.pivot(index=row, columns=column, values="cell")
     out = out.reindex(index=summary.sorted_values(table[row]),
                       columns=list(dict.fromkeys(table[column])))  # method order as given
@@ -102,7 +102,7 @@ def write_tables(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
-    atomic_write(paths[0], table.to_csv(index=False))
-    atomic_write(paths[1], to_markdown(table))
-    atomic_write(paths[2], to_latex(table, caption=caption, label=label or f"tab:{name}"))
+    atomic_write_text(paths[0], table.to_csv(index=False))
+    atomic_write_text(paths[1], to_markdown(table))
+    atomic_write_text(paths[2], to_latex(table, caption=caption, label=label or f"tab:{name}"))
     return paths

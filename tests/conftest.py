@@ -44,3 +44,19 @@ def slurm_cluster():
         else:
             os.environ["SLURM_CONF"] = old
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def fast_figures(monkeypatch):
+    """Figures built but written as empty files: for tests of what a report or command writes,
+    not of how figures render (test_analysis_plots and test_analysis_figures render them)."""
+    from analysis import plots
+
+    def save(fig, out_dir, name, formats=("png", "pdf")):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = [out_dir / f"{name}.{fmt}" for fmt in formats]
+        for p in paths:
+            p.write_bytes(b"")
+        return paths
+
+    monkeypatch.setattr(plots, "save_figure", save)

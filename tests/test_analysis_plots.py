@@ -12,7 +12,7 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from analysis import plots, summary
+from analysis import plots, results
 from analysis.load import load_store
 from analysis.synthetic import write_grid, write_synthetic_store
 
@@ -53,35 +53,48 @@ def test_each_grid_gets_the_figures_its_data_supports(figures):
     assert set(figures["cg"]) == common | {"ablation_cg_iters", "curves_cg_iters_trpo"}
 
 
-def test_learning_curves_panel_per_task_band_per_algorithm(figures):
+def test_learning_curves_with_three_runs_draw_the_runs_not_a_band(figures):
     fig = figures["main"]["curves"]
     assert [ax.get_title() for ax in fig.axes] == TASKS
-    assert legend_labels(fig) == {"TRPO", "NPG", "PG", "95% bootstrap CI", "not all runs reach here"}
+    assert legend_labels(fig) == {"TRPO", "NPG", "PG", "individual runs", "not all runs reach here"}
     cartpole, hopper = fig.axes
     assert cartpole.get_ylabel() == "mean episode return (training)"
-    assert len(cartpole.collections) == len(hopper.collections) == 3  # one CI band per algorithm
-    assert len(cartpole.lines) == 3
-    assert len(hopper.lines) == 4  # TRPO continues dotted after its early-stopped seed ends
+    assert len(cartpole.collections) == len(hopper.collections) == 0  # no bootstrap band over 3 runs
+    thin = [line for line in cartpole.lines if line.get_linewidth() < 1]
+    assert len(thin) == 3 + 3 + 2  # TRPO and NPG 3 runs, PG 2 (one failed before its first update)
+    means = [line for line in cartpole.lines if line.get_linewidth() >= 1]
+    assert [line.get_color() for line in means] == [plots.ALGO_COLORS[a] for a in ("trpo", "npg", "pg")]
     dotted = [line for line in hopper.lines if line.get_linestyle() == ":"]
-    assert [line.get_color() for line in dotted] == [plots.ALGO_COLORS["trpo"]]
-    assert [line.get_color() for line in cartpole.lines] == [plots.ALGO_COLORS[a] for a in ("trpo", "npg", "pg")]
+    assert [line.get_color() for line in dotted] == [plots.ALGO_COLORS["trpo"]]  # its early-stopped seed
     notes = texts(fig)
     assert "TRPO: 2 of 3 runs reached 40k steps" in notes
     assert "PG: 2 of 3 runs reached 20k steps" in notes and "1 failed before any update" in notes
+    assert "Only 2 runs in the smallest group (fewer than 5)" in notes
     assert cartpole.get_xlabel() == "environment steps"
 
 
-def test_learning_curve_band_is_the_bootstrap_interval(store_root):
-    store = load_store(store_root / "main")
-    table = summary.curve_table(store.metrics, reps=REPS, n_points=50)
-    hopper_trpo = table[(table["env_id"] == "Hopper-v5") & (table["hue"] == "trpo")]
-    assert (hopper_trpo["ci_low"] <= hopper_trpo["estimate"] + 1e-9).all()
-    assert (hopper_trpo["estimate"] <= hopper_trpo["ci_high"] + 1e-9).all()
-    assert hopper_trpo["n"].max() == 3 and hopper_trpo["n"].iloc[-1] == 2  # one seed stopped at 60%
-    fig = plots.plot_learning_curves(store.metrics, store.runs, reps=REPS, n_points=50)
+@pytest.fixture(scope="module")
+def five_seeds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("five")
+    write_grid(root, "five", {"algo": ["trpo", "npg"], "env_id": TASKS}, [0, 1, 2, 3, 4], updates=20,
+               rng=np.random.default_rng(3))
+    return results.compute(load_store(root), reps=REPS, grid="five")
+
+
+def test_five_runs_get_bootstrap_bands_drawn_from_the_results_table(five_seeds):
+    res = five_seeds
+    curve = res.rows("return_curve", task="Hopper-v5", group="TRPO")
+    assert (curve["interval"] == "95% bootstrap CI").all() and (curve["n_runs"] == 5).all()
+    assert (curve["ci_low"] <= curve["estimate"] + 1e-9).all() and (curve["estimate"] <= curve["ci_high"] + 1e-9).all()
+    fig = plots.plot_learning_curves(res)
     band = fig.axes[1].collections[0].get_paths()[0].vertices[:, 1]
-    lo, hi = hopper_trpo["ci_low"].min(), hopper_trpo["ci_high"].max()
-    assert band.min() == pytest.approx(lo) and band.max() == pytest.approx(hi)
+    assert band.min() == pytest.approx(curve["ci_low"].min()) and band.max() == pytest.approx(curve["ci_high"].max())
+    assert "95% bootstrap CI" in legend_labels(fig) and "individual runs" not in legend_labels(fig)
+    agg = {s.name: s.figure for s in plots.build_figures(res)}
+    for ax in agg["aggregate"].axes:
+        assert len(bars(ax)) == 2  # a CI bar per method
+    (profile,) = agg["performance_profile"].axes
+    assert len(profile.collections) == 2
 
 
 def test_wall_clock_curves_use_time_axis(figures):
@@ -111,7 +124,8 @@ def test_learning_curves_per_ablation_value(figures):
     fig = figures["delta"]["curves_max_kl_npg"]
     assert [ax.get_title() for ax in fig.axes] == ["CartPole-v1 · NPG", "Hopper-v5 · NPG"]
     assert {"δ=0.003", "δ=0.01", "δ=0.03"} <= legend_labels(fig)
-    assert all(len(ax.collections) == 3 for ax in fig.axes)
+    assert all(len(ax.collections) == 0 for ax in fig.axes)  # 3 runs per δ: runs drawn, no band
+    assert "individual runs" in legend_labels(fig)
     assert "δ=0.03: 2 of 3 runs reached 20k steps" in texts(fig)
 
 
@@ -125,7 +139,9 @@ def test_trust_region_diagnostics(figures):
     assert [t.get_text() for t in kl.get_legend().get_texts()] == ["KL = δ", "TRPO", "NPG"]  # PG has no δ
     assert beta.get_yscale() == "log"
     assert len([c for c in fraction.containers if isinstance(c, ErrorbarContainer)]) == 2
-    assert [t.get_text() for t in backtracks.get_legend().get_texts()] == ["TRPO"]  # only TRPO searches
+    # only TRPO searches; one bar per δ, never pooled over δ
+    assert [t.get_text() for t in backtracks.get_legend().get_texts()] == ["TRPO, δ=0.003", "TRPO, δ=0.01",
+                                                                          "TRPO, δ=0.03"]
     assert cg.get_yscale() == "log" and cg.get_xlabel() == "CG iterations run"
     assert len(bars(share)) == 3 * 2  # a bar per δ and task
     assert [t.get_text() for t in share.get_legend().get_texts()] == ["δ=0.003", "δ=0.01", "δ=0.03"]
@@ -162,19 +178,20 @@ def test_aggregate_metrics_with_intervals(figures):
     fig = figures["main"]["aggregate"]
     assert [ax.get_title() for ax in fig.axes] == ["IQM", "Median", "Mean", "Optimality gap"]
     for ax in fig.axes:
-        assert len(bars(ax)) == 3
+        assert len(bars(ax)) == 0  # 2-3 runs per task: point estimates, no interval bars
+        assert len([line for line in ax.lines if line.get_marker() == "o"]) == 3
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["PG", "NPG", "TRPO"]
-    assert "Normalized score" in texts(fig)
-    # TRPO's IQM interval lies above PG's in this store
-    trpo, pg = bars(fig.axes[0])[0], bars(fig.axes[0])[2]
-    assert trpo.get_x() > pg.get_x() + pg.get_width()
+    assert "Normalized score" in texts(fig) and "point estimates only, no bootstrap intervals" in texts(fig)
+    # TRPO's IQM lies above PG's in this store
+    trpo, _, pg = [line.get_xdata()[0] for line in fig.axes[0].lines]
+    assert trpo > pg
 
 
 def test_performance_profile_and_probability_of_improvement(figures):
     fig = figures["main"]["performance_profile"]
     (ax,) = fig.axes
-    assert len(ax.lines) == 3 and len(ax.collections) == 3
-    assert legend_labels(fig) == {"TRPO", "NPG", "PG", "95% bootstrap CI (stratified)"}
+    assert len(ax.lines) == 3 and len(ax.collections) == 0  # no bands over 2-3 runs
+    assert legend_labels(fig) == {"TRPO", "NPG", "PG"}
     (poi,) = figures["main"]["probability_of_improvement"].axes
     assert [t.get_text() for t in poi.get_yticklabels()] == ["P(NPG > PG)", "P(TRPO > PG)", "P(TRPO > NPG)"]
     # six ablation methods: compare algorithms at equal δ rather than all 15 pairs
@@ -196,13 +213,14 @@ def test_no_ablation_or_trust_region_figures_without_their_data(tmp_path):
     write_grid(tmp_path, "pg", {"algo": ["pg"], "env_id": ["CartPole-v1"]}, [0, 1], updates=10,
                rng=np.random.default_rng(0))
     names = {s.name for s in plots.build_figures(load_store(tmp_path), reps=REPS)}
-    assert names == {"curves", "curves_walltime", "aggregate", "performance_profile", "surrogate", "time_breakdown"}
+    assert {"curves", "curves_walltime", "surrogate", "time_breakdown"} <= names
+    assert not [n for n in names if n.startswith("ablation") or n == "trust_region"]
 
 
 def test_make_all_writes_every_figure_as_png_and_pdf(store_root, figures, tmp_path):
     # The ablation figures are written by test_analysis_report (delta grid).
     paths = plots.make_all([store_root / "main"], tmp_path, reps=REPS)
-    expected = {f"{name}.{ext}" for name in figures["main"] for ext in ("png", "pdf")}
+    expected = {f"{name}.{ext}" for name in figures["main"] for ext in ("png", "pdf")} | {"results.csv"}
     assert sorted(p.name for p in paths) == sorted(expected)
     for path in paths:
         assert path.parent == tmp_path and path.is_file() and path.stat().st_size > 1000

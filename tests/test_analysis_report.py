@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import plots, summary, tables
+from analysis import summary, tables
 from analysis.__main__ import main
 from analysis.load import load_store
-from analysis.report import write_report
+from analysis.report import write_report, write_report_files
 from analysis.synthetic import write_grid, write_synthetic_store
 
 REPS = 200
@@ -18,20 +18,6 @@ REPS = 200
 @pytest.fixture(scope="module")
 def store_root(tmp_path_factory):
     return write_synthetic_store(tmp_path_factory.mktemp("runs"), updates=20)
-
-
-@pytest.fixture
-def fast_figures(monkeypatch):
-    """Replace figure rendering by empty files (test_analysis_plots renders them)."""
-
-    def save(fig, out_dir, name, formats=("png", "pdf")):
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = [out_dir / f"{name}.{fmt}" for fmt in formats]
-        for p in paths:
-            p.write_bytes(b"")
-        return paths
-
-    monkeypatch.setattr(plots, "save_figure", save)
 
 
 def section(md: str, title: str) -> str:
@@ -61,7 +47,7 @@ def test_report_describes_the_grid_and_lists_failed_and_unfinished_runs(store_ro
     assert "never started): `trpo-Hopper-v5-max_kl=0.03-s2`" in problems
     final = section(delta, "### Final return")
     assert "| task | TRPO, δ=0.003 | TRPO, δ=0.01 | TRPO, δ=0.03 | NPG, δ=0.003 | NPG, δ=0.01 | NPG, δ=0.03 |" in final
-    assert re.search(r"\| CartPole-v1 \|.*\(2/3\) \|", final)  # the failed run is counted, not used
+    assert re.search(r"\| CartPole-v1 \|.*n=2 of 3\) \|", final)  # the failed run is counted, not used
 
 
 def test_report_figure_and_table_links_resolve(store_root, tmp_path):
@@ -74,16 +60,29 @@ def test_report_figure_and_table_links_resolve(store_root, tmp_path):
     for link in links:
         target = tmp_path / link
         assert target.is_file() and target.stat().st_size > 0, link
-    assert md.count("| task | TRPO, CG iters=1 | TRPO, CG iters=3 | TRPO, CG iters=10 |") == 2  # mean, IQM
-    assert "Interquartile mean" in md and "tables/final_return_iqm.csv" in links
+    assert md.count("| task | TRPO, CG iters=1 | TRPO, CG iters=3 | TRPO, CG iters=10 |") == 1
+    # two seeds per group: an IQM trims nothing, so no second table that merely repeats the mean
+    assert "No interquartile-mean table" in md and "tables/final_return_iqm.csv" not in links
+    final = md[md.index("### Final return"):md.index("### Line search")]
+    (row,) = [line for line in final.splitlines() if line.startswith("| Hopper-v5")]
+    assert row.count("n=2)") == 3 and "[" not in row  # two runs each: their range, no CI
 
 
-def test_report_reuses_figures_rendered_after_the_last_run_update(store_root, tmp_path, fast_figures):
-    paths = plots.make_all([store_root / "cg"], tmp_path, reps=REPS)
-    before = {p: p.stat().st_mtime_ns for p in paths}
-    md = write_report([store_root / "cg"], tmp_path, reps=REPS).read_text()
-    assert {p: p.stat().st_mtime_ns for p in paths} == before
-    assert "![ablation_cg_iters](ablation_cg_iters.png)" in md
+def test_report_computes_each_grids_statistics_once(store_root, tmp_path, fast_figures, monkeypatch):
+    from analysis import results
+
+    calls = []
+    compute = results.compute
+    monkeypatch.setattr(results, "compute", lambda store, **kw: calls.append(kw.get("grid")) or compute(store, **kw))
+    paths = write_report_files([store_root / "cg", store_root / "main"], tmp_path, reps=REPS)
+    assert sorted(calls) == ["cg", "main"]
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert paths[0] == tmp_path / "results.csv" and set(table["grid"]) == {"cg", "main"}
+    # the report's table cells are the results table's numbers
+    row = table[(table["grid"] == "main") & (table["measure"] == "final_return") & (table["statistic"] == "mean")
+                & (table["group"] == "TRPO") & (table["task"] == "CartPole-v1")].iloc[0]
+    md = paths[-1].read_text()
+    assert f"| CartPole-v1 | {row['estimate']:.0f} (runs {row['ci_low']:.0f}–{row['ci_high']:.0f}, n=3) |" in md
 
 
 def test_final_table_numbers(tmp_path):
@@ -100,8 +99,9 @@ def test_final_table_numbers(tmp_path):
     assert np.isnan(table.loc[("B", "Y"), "estimate"])
     md = tables.to_markdown(table.reset_index())
     assert md.splitlines()[0] == "| task | X | Y |"
-    assert "| A | 1.5 [1.0, 2.0] (2/3) | 10.0 [10.0, 10.0] (n=1) |" in md  # groups of 3 and of 1
-    assert "| B | 5.0 [5.0, 5.0] (n=1) | n/a (0/1) |" in md
+    # two of three runs used: their range, not a "CI"; one run: no interval at all
+    assert "| A | 1.5 (runs 1.0–2.0, n=2 of 3) | 10.0 (n=1) |" in md
+    assert "| B | 5.0 (n=1) | n/a (n=0 of 1) |" in md
     tex = tables.to_latex(table.reset_index(), caption="50% of runs_x")
     assert r"\caption{50\% of runs\_x}" in tex and r"\toprule" in tex and r"\bottomrule" in tex
     paths = tables.write_tables(table.reset_index(), tmp_path, "t")
@@ -109,14 +109,15 @@ def test_final_table_numbers(tmp_path):
     assert pd.read_csv(paths[0])["n"].tolist() == [2, 1, 1, 0]
 
 
-def test_cells_name_their_run_count_only_when_groups_differ_in_size():
+def test_every_cell_names_its_run_count_and_a_ci_needs_five_runs():
     def markdown(seeds_y):
-        final = pd.DataFrame({"env_id": ["A"] * (4 + seeds_y), "method": ["X"] * 4 + ["Y"] * seeds_y,
-                              "final": np.arange(4.0 + seeds_y), "finished": True})
+        final = pd.DataFrame({"env_id": ["A"] * (5 + seeds_y), "method": ["X"] * 5 + ["Y"] * seeds_y,
+                              "final": 100 * np.arange(5.0 + seeds_y), "finished": True})
         return tables.to_markdown(summary.final_table(final, reps=REPS))
-    assert "(n=" not in markdown(4)
-    md = markdown(2)
-    assert md.count("(n=4)") == 1 and md.count("(n=2)") == 1
+    assert markdown(5).count("(n=5)") == 2 and markdown(5).count("[") == 2
+    md = markdown(3)
+    assert "| A | 200 [" in md and "(n=5)" in md  # five runs: a bootstrap CI
+    assert "| 600 (runs 500–700, n=3) |" in md  # three runs: their range, named as such
 
 
 def test_final_table_iqm_drops_the_outer_quarters():
@@ -156,7 +157,8 @@ def test_report_tabulates_deterministic_evaluations(tmp_path, fast_figures):
     md = write_report([runs / "g"], tmp_path / "out", reps=REPS).read_text()
     evaluation = section(md, "### Final policy, deterministic evaluation")
     assert "10 episodes per run" in evaluation
-    assert "| Hopper-v5 | 250 [" in evaluation and "(4/5) |" in evaluation  # IQM of 100..5000: (200 + 300) / 2
+    # IQM of 100..5000: (200 + 300) / 2; four runs: their range, not a CI
+    assert "| Hopper-v5 | 250 (runs 100–5000, n=4 of 5) |" in evaluation
     assert (tmp_path / "out" / "tables" / "eval_return_iqm.csv").is_file()
 
 

@@ -603,3 +603,16 @@ def test_a_grid_extends_finished_runs_only_when_asked_and_bit_for_bit(tmp_path, 
         extended, fresh = tmp_path / "a" / "g" / run_id, tmp_path / "b" / "g" / run_id
         assert strip_time(rows(extended)) == strip_time(rows(fresh)) and len(rows(fresh)) == 8
         assert_same_parameters(extended, fresh)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_run_store_files_follow_the_umask(tmp_path, umask, mode):
+    """A store on a shared filesystem is readable by whom the user's umask allows."""
+    res = subprocess.run(["sh", "-c", f"umask {umask:03o} && exec {sys.executable} -m trpo_bench.cli train --steps 512 "
+                          f"--out {tmp_path} --wandb disabled --quiet {' '.join(QUICK)}"],
+                         capture_output=True, text=True, timeout=180, env=child_env())
+    assert res.returncode == 0, res.stderr
+    run_dir = only_run(tmp_path)
+    files = [run_dir / n for n in ("config.json", "metrics.csv", "status.json", "checkpoint.pt")]
+    files += list((tmp_path / "train" / ".locks").iterdir())
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: oct(mode) for f in files}

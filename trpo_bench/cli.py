@@ -85,9 +85,14 @@ def _add_grid(sub) -> None:
 
 def _add_analysis(sub) -> None:
     for name, help_ in (("plot", "write the figures of a run store"), ("report", "write a Markdown report")):
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("runs_dir", type=Path, nargs="+", help="run-store directories (a grid, a parent, or a run)")
-        p.add_argument("--out", type=Path, help="output directory (default: <first RUNS_DIR>/figures)")
+        p = sub.add_parser(name, help=help_, description=help_ + ". Several sources are also compared in one "
+                           "'comparison' grid over the tasks they share.")
+        p.add_argument("runs_dir", nargs="+", metavar="SOURCE",
+                       help="run-store directory (a grid, a parent, or a run), or wandb:ENTITY/PROJECT[/GROUP]")
+        p.add_argument("--out", type=Path, help="output directory (default: <first SOURCE>/figures)")
+        p.add_argument("--baseline", type=Path, action="append", default=[], metavar="CSV",
+                       help="external baseline to overlay, labelled external: a CSV with columns method, task, seed, "
+                            "env_steps, return (one row per logged point); repeatable")
 
 
 def _add_export(sub) -> None:
@@ -270,19 +275,19 @@ def _writable_dir(path: Path, option: str) -> None:
 
 
 def _analysis(args) -> int:
-    runs = [Path(p) for p in args.runs_dir]
-    _readable_runs(runs)
-    out = args.out or runs[0] / "figures"
-    _writable_dir(out, "--out")
-    if args.command == "plot":
-        from analysis.plots import make_all
+    from analysis.compare import SourceError, default_out, is_wandb, run
 
-        for path in make_all(runs, out):
-            print(path)
-    else:
-        from analysis.report import write_report
+    local = [Path(p) for p in args.runs_dir if not is_wandb(p)]
+    if local:
+        _readable_runs(local)
+    _writable_dir(Path(args.out) if args.out else default_out(args.runs_dir[0]), "--out")
 
-        print(write_report(runs, out))
+    try:
+        paths = run(args.command, args.runs_dir, args.out, args.baseline)
+    except SourceError as err:
+        raise ConfigError([str(err)]) from None
+    for path in (paths if args.command == "plot" else paths[-1:]):
+        print(path)
     return 0
 
 

@@ -19,55 +19,31 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from trpo_bench.config import RunConfig, stored_settings
-from trpo_bench.policy_stats import POLICY_METRICS
 
-METRIC_COLUMNS = [
-    "env_steps", "update", "time/wall",
-    "time/sps", "time/collect", "time/policy_update", "time/value_fit",
-    "rollout/ep_return_mean", "rollout/ep_return_std", "rollout/ep_len_mean", "rollout/episodes",
-    "eval/return_mean",
-    *POLICY_METRICS,
-    "value/loss", "value/explained_variance",
-]
-TIME_COLUMNS = [c for c in METRIC_COLUMNS if c.startswith("time/")]
-
-CONFIG, METRICS, STATUS, CHECKPOINT = "config.json", "metrics.csv", "status.json", "checkpoint.pt"
-EVAL = "eval.json"  # written by trpo-bench evaluate
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+# The contract lives in rundir; its names stay importable from here for the rest of the code.
+from trpo_bench.rundir import (  # noqa: F401
+    CHECKPOINT,
+    CONFIG,
+    EVAL,
+    GRID,
+    METRIC_COLUMNS,
+    METRICS,
+    NOT_NUMERIC,
+    STATUS,
+    TIME_COLUMNS,
+    atomic_write_bytes,
+    atomic_write_text,
+    is_run_dir,
+    iter_run_dirs,
+    read_json,
+    read_metrics_rows,
+    write_json,
+)
 
 
 def safe_name(text: str) -> str:
@@ -80,11 +56,6 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return "" if math.isnan(v) else repr(v)
     return str(v)
-
-
-def is_run_dir(path: Path) -> bool:
-    path = Path(path)
-    return (path / CONFIG).is_file() and (path / STATUS).is_file()
 
 
 class RunStore:
@@ -138,14 +109,7 @@ class RunStore:
 
     def read_metrics(self) -> list[dict[str, str]]:
         """Complete rows only (a line cut by a crash is ignored)."""
-        p = self.path / METRICS
-        if not p.is_file():
-            return []
-        text = p.read_text()
-        lines = text.split("\n")
-        complete = lines[:-1] if not text.endswith("\n") else lines
-        rows = list(csv.DictReader(io.StringIO("\n".join(complete))))
-        return [r for r in rows if len(r) == len(METRIC_COLUMNS) and None not in r.values()]
+        return [r for r in read_metrics_rows(self.path) if len(r) == len(METRIC_COLUMNS)]
 
     def truncate_metrics(self, last_update: int) -> None:
         """Keep the rows of updates 1..last_update: the ones the checkpoint has seen."""
@@ -209,9 +173,12 @@ class RunStore:
         except (UnicodeDecodeError, csv.Error, KeyError) as err:
             return [f"{p}: unreadable ({type(err).__name__})"]
         try:
-            seen = [int(r["update"]) for r in rows]
+            values = [float(r["update"]) for r in rows]  # "3" as written; "3.0" from other writers
         except (KeyError, ValueError):
             return [f"{p}: a row has no valid 'update' value"]
+        if not all(v.is_integer() for v in values):
+            return [f"{p}: a row has no valid 'update' value"]
+        seen = [int(v) for v in values]
         for i, u in enumerate(seen, start=1):
             if u != i:
                 what = f"update {i} is missing" if u > i else f"update {u} appears again after update {i - 1}"
@@ -221,23 +188,13 @@ class RunStore:
         return []
 
 
-def iter_run_dirs(root: Path) -> Iterable[Path]:
-    root = Path(root)
-    if is_run_dir(root):
-        yield root
-        return
-    for p in sorted(root.rglob(STATUS)):
-        if is_run_dir(p.parent):
-            yield p.parent
-
-
 def export_runs(src: Path, dst: Path) -> list[Path]:
     """Copy the compact part of a run store (grid.json, and each run's config.json,
     status.json, metrics.csv and eval.json; no checkpoints, no W&B files) from ``src`` to ``dst``,
     keeping the layout, so analysis reads the copy as it reads the original."""
     src, dst = Path(src), Path(dst)
     written: list[Path] = []
-    for grid_file in sorted(src.rglob("grid.json")):
+    for grid_file in sorted(src.rglob(GRID)):
         target = dst / grid_file.relative_to(src)
         atomic_write_bytes(target, grid_file.read_bytes())
         written.append(target)
@@ -251,8 +208,7 @@ def export_runs(src: Path, dst: Path) -> list[Path]:
     return written
 
 
-# Settings that change how a run is carried out but not its numbers; left out of run ids.
-NOT_IN_RUN_ID = {"algo", "env_id", "seed", "checkpoint_every", "eval_episodes", "torch_threads"}
+NOT_IN_RUN_ID = {"algo", "env_id", "seed", *NOT_NUMERIC}
 
 
 def make_run_id(cfg: RunConfig, keys: list[str] | None = None) -> str:

@@ -383,16 +383,14 @@ class _Launch:
     def _analysis(self) -> None:
         """Figures and report of the grid; the analysis package is optional here."""
         try:
-            from analysis.plots import make_all
-            from analysis.report import write_report
+            from analysis.report import write_report_files
         except Exception as err:
             print(f"warning: no figures or report: the analysis package is unavailable "
                   f"({type(err).__name__}: {err})", file=sys.stderr)
             return
         out = self.grid_dir / "figures"
         try:
-            paths = make_all([self.grid_dir], out)
-            report = write_report([self.grid_dir], out)
+            *paths, report = write_report_files([self.grid_dir], out)  # statistics computed once
         except Exception as err:
             print(f"warning: analysis failed ({type(err).__name__}: {err}); the runs are intact, retry with "
                   f"trpo-bench plot {self.grid_dir}", file=sys.stderr)
