@@ -278,7 +278,14 @@ def _time_physics() -> list[float]:
     except ImportError:
         return [0.0]
     spent = [0.0]
+    timed = _timer(spent)
+    mujoco.mj_step = timed(mujoco.mj_step)
+    mujoco.mj_rnePostConstraint = timed(mujoco.mj_rnePostConstraint)
+    return spent
 
+
+def _timer(spent: list[float]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A wrapper factory: each wrapped call adds its wall time to ``spent[0]``."""
     def timed(fn: Callable[..., Any]) -> Callable[..., Any]:
         def call(*a: Any, **k: Any) -> Any:
             t = time.perf_counter()
@@ -287,10 +294,7 @@ def _time_physics() -> list[float]:
             finally:
                 spent[0] += time.perf_counter() - t
         return call
-
-    mujoco.mj_step = timed(mujoco.mj_step)
-    mujoco.mj_rnePostConstraint = timed(mujoco.mj_rnePostConstraint)
-    return spent
+    return timed
 
 
 def collect_split(env_id: str, seed: int, rounds: int = 3) -> dict[str, float]:
@@ -310,16 +314,7 @@ def collect_split(env_id: str, seed: int, rounds: int = 3) -> dict[str, float]:
     agent = Agent(cfg, venv)
     low, high = action_bounds(venv.action_space)
     spent = [0.0]
-
-    def timed(fn: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*a: Any, **k: Any) -> Any:
-            t = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                spent[0] += time.perf_counter() - t
-        return call
-
+    timed = _timer(spent)
     venv.step = timed(venv.step)
     per_env = cfg.steps_per_update // cfg.num_envs
     best = None
@@ -801,8 +796,9 @@ def main(argv: list[str] | None = None) -> int:
             shares = [x.get("physics_share") for x in r.get(f"{key}_rounds", [])]
             if shares and all(shares):
                 r[f"{key}_physics_share"] = shares
+                median = f"   {np.median(shares):.2f}" if len(shares) > 1 else ""
                 print(f"  {label + ', physics share of its own loop':48s} {max(shares):8.2f} {'':8s}   "
-                      + "  ".join(f"{x:.2f}" for x in shares) + (f"   {np.median(shares):.2f}" if len(shares) > 1 else ""))
+                      + "  ".join(f"{x:.2f}" for x in shares) + median)
         physics = r["raw"].get("physics") if r.get("raw") else None
         if physics and r.get("sb3"):
             # What the 3x target at matched vector envs asks for, against the simulator's own
@@ -815,9 +811,6 @@ def main(argv: list[str] | None = None) -> int:
             r["collect_split"] = in_child(collect_split, env_id, args.seed)
         if "train" in args.only:
             t, cs = r["train"], r["collect_split"]
-            ph = t["phases"]
-            total = sum(ph.values())
-            per = 1e3 * t["settings"]["steps_per_update"] / t["steps"]
             print(f"\n  where trpo-bench's training time goes ({t['updates']} updates of "
                   f"{t['settings']['steps_per_update']} steps; ms per update):")
             cols = [(f"{num_envs} envs", t), ("gymnasium's envs", r.get("train_gymnasium")),
@@ -831,8 +824,9 @@ def main(argv: list[str] | None = None) -> int:
                     row += f"   {px[k] * 1e3 * x['settings']['steps_per_update'] / x['steps']:8.1f} ms " \
                            f"{100 * px[k] / sum(px.values()):5.1f}%"
                 print(row)
-            print(f"    collect() alone, the vector env's step (resets included) vs our code: {1e3 * cs['env_s']:.1f} ms "
-                  f"env, {1e3 * cs['overhead_s']:.1f} ms ours ({100 * cs['overhead_s'] / cs['collect_s']:.0f}% of collect)")
+            share = 100 * cs["overhead_s"] / cs["collect_s"]
+            print(f"    collect() alone, the vector env's step (resets included) vs our code: "
+                  f"{1e3 * cs['env_s']:.1f} ms env, {1e3 * cs['overhead_s']:.1f} ms ours ({share:.0f}% of collect)")
             print(f"    settings: {t['settings']}; setup {t['setup_s']:.1f} s")
             for name in ("sb3", "tianshou"):
                 if r.get(name):

@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+from trpo_bench import checkpoint
 from trpo_bench.grid.slurm import ENDED, squeue_states
 from trpo_bench.store import TIME_COLUMNS
 
@@ -63,7 +64,7 @@ def metrics(run_dir: Path) -> list[dict[str, str]]:
 
 
 def parameters(run_dir: Path) -> dict[str, torch.Tensor]:
-    agent = torch.load(run_dir / "checkpoint.pt", weights_only=False)["agent"]
+    agent = checkpoint.load(run_dir / "checkpoint.pt")[0]["agent"]
     return {f"{net}.{k}": v for net in ("policy", "value") for k, v in agent[net].items()}
 
 
