@@ -193,6 +193,14 @@ def _truncate_checkpoint(run_dir: Path) -> None:
     p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
 
 
+def _garble(path: Path) -> None:
+    """Keep the zip header, overwrite the middle: torch.load gets as far as the archive."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 4
+    data[middle:middle + 2048] = np.random.default_rng(2).bytes(2048)
+    path.write_bytes(bytes(data))
+
+
 def _drop_metrics_row(update: int):
     def damage(run_dir: Path) -> None:
         p = run_dir / "metrics.csv"
@@ -213,8 +221,9 @@ DAMAGE = {
     "config-no-run-id": (lambda d: (d / "config.json").write_text("{}"), "config.json: no 'run_id', 'config' field"),
     "status-invalid-json": (lambda d: (d / "status.json").write_text("{"), "status.json: not readable JSON"),
     "checkpoint-truncated": (_truncate_checkpoint, "checkpoint.pt: damaged or not a checkpoint"),
-    "checkpoint-random-bytes": (lambda d: (d / "checkpoint.pt").write_bytes(os.urandom(4096)),
+    "checkpoint-random-bytes": (lambda d: (d / "checkpoint.pt").write_bytes(np.random.default_rng(1).bytes(4096)),
                                 "checkpoint.pt: damaged or not a checkpoint"),
+    "checkpoint-garbled-inside": (lambda d: _garble(d / "checkpoint.pt"), "checkpoint.pt: damaged or not a checkpoint"),
     "checkpoint-empty": (lambda d: (d / "checkpoint.pt").write_bytes(b""), "checkpoint.pt: damaged"),
     "checkpoint-missing": (lambda d: (d / "checkpoint.pt").unlink(), "no checkpoint.pt to resume from"),
     "metrics-row-lost": (_drop_metrics_row(2), "metrics.csv: update 2 is missing"),

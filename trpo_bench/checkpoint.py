@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +86,20 @@ def load(path: str | Path, trust: bool = False) -> tuple[dict[str, Any], bool]:
     import torch
 
     path = Path(path)
+    damaged = "damaged or not a checkpoint ({}); it cannot be resumed from: delete the run directory and start the " \
+              "run again"
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as err:
+        raise CheckpointError(path, f"cannot be read ({err.strerror or err})") from None
+    if magic != b"PK\x03\x04":  # torch.save writes a zip archive; anything else is cut or foreign bytes
+        raise CheckpointError(path, damaged.format("not a zip archive written by torch.save"))
     try:
         raw = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as err:
         if "Unsupported global" not in str(err):  # not an object the safe unpickler refused: damaged bytes
-            raise CheckpointError(path, f"damaged or not a checkpoint ({_first_line(err)}); it cannot be resumed "
-                                        "from: delete the run directory and start the run again") from None
+            raise CheckpointError(path, damaged.format(_first_line(err))) from None
         if not trust:
             raise CheckpointError(path, (
                 "holds objects other than tensors and plain values, so it is not loaded (loading it could run "
@@ -100,9 +107,8 @@ def load(path: str | Path, trust: bool = False) -> tuple[dict[str, Any], bool]:
                 "file, rerun with --trust-checkpoint to load it once and rewrite it in the safe format")) from None
         raw = _load_trusted(path)
         return upgrade(raw, path), True
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        raise CheckpointError(path, f"damaged or not a checkpoint ({_first_line(err)}); it cannot be resumed "
-                                    "from: delete the run directory and start the run again") from None
+    except Exception as err:  # noqa: BLE001 - the safe unpickler runs no code: whatever it raises is damage
+        raise CheckpointError(path, damaged.format(_first_line(err))) from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         version = raw.get("format") if isinstance(raw, dict) else None
         raise CheckpointError(path, f"checkpoint format {version!r} is not one this version reads ({FORMAT})")

@@ -32,9 +32,13 @@ class ConfigError(ValueError):
     def __init__(self, problems: list[str], source: str | None = None):
         self.problems = list(problems)
         self.source = source
-        where = f" in {source}" if source else ""
-        lines = [f"invalid configuration{where}:"] + [f"  - {p}" for p in self.problems]
-        super().__init__("\n".join(lines))
+        if len(self.problems) == 1:  # one line: the problem, after the file it is in
+            only = self.problems[0]
+            text = only if not source or only.startswith(str(source)) else f"{source}: {only}"
+        else:
+            where = f" in {source}" if source else ""
+            text = "\n".join([f"{len(self.problems)} problems{where}:"] + [f"  - {p}" for p in self.problems])
+        super().__init__(text)
 
 
 def _setting(default: Any, help: str, section: str) -> Any:
@@ -409,7 +413,7 @@ def read_yaml(path: str | Path) -> Any:
     """Parse a YAML file; raise ConfigError naming the file for a missing file or bad syntax."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError([f"file not found: {path}"], str(path))
+        raise ConfigError(["file not found"], str(path))
     try:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
