@@ -625,3 +625,17 @@ def test_run_store_files_follow_the_umask(tmp_path, umask, mode):
     files = [run_dir / n for n in ("config.json", "metrics.csv", "status.json", "checkpoint.pt")]
     files += list((tmp_path / "train" / ".locks").iterdir())
     assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: oct(mode) for f in files}
+
+
+def test_a_grid_decides_the_wandb_mode_once_before_its_runs(tmp_path):
+    """Online without a key: one line from the launcher, then every run logs offline."""
+    path = _grid(tmp_path / "g.yaml", {**GRID_BASE, "total_steps": 512}, seeds=2)
+    env = {k: v for k, v in child_env().items() if not k.startswith("WANDB_")}
+    env.update({"WANDB_SILENT": "true", "HOME": str(tmp_path), "NETRC": str(tmp_path / "none")})
+    res = subprocess.run([sys.executable, "-m", "trpo_bench.cli", "grid", str(path), "--out", str(tmp_path / "runs"),
+                          "--workers", "2", "--wandb", "online", "--no-analysis"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("W&B: no API key") == 1
+    for seed in (0, 1):
+        assert len(_wandb_runs(tmp_path / "runs" / "g" / f"trpo-CartPole-v1-s{seed}")) == 1
