@@ -1,4 +1,6 @@
-"""The docs' code links point at the functions and steps they name."""
+"""The docs say what the code and the committed results say: code links point at the functions
+and steps they name (docs/links.py), and the README's quickstart numbers are the committed
+quickstart store's (docs/quickstart.py)."""
 
 import importlib.util
 from pathlib import Path
@@ -6,15 +8,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_links():
-    spec = importlib.util.spec_from_file_location("doc_links", ROOT / "docs" / "links.py")
+def doc_script(name: str):
+    """A script of docs/ (not a package) imported by path."""
+    spec = importlib.util.spec_from_file_location(f"doc_{name}", ROOT / "docs" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
 def test_code_links_are_current():
-    links = load_links()
+    links = doc_script("links")
     doc = ROOT / "docs" / "trpo.md"
     found = list(links.links(doc))
     assert len(found) >= 15
@@ -30,3 +33,22 @@ def test_every_trpo_step_is_linked():
     source = (ROOT / "trpo_bench" / "algos" / "trpo.py").read_text()
     for step in ("# 1.", "# 2.", "# 3.", "# 4.", "# 5."):
         assert source.count(step) == 1, step
+
+
+def test_readme_quickstart_block_is_what_the_committed_store_says():
+    script = doc_script("quickstart")
+    block = script.paragraph(script.STORE)
+    assert "of 150 TRPO updates" in block  # 3 seeds x 50 CartPole updates
+    assert script.readme_block(script.README.read_text()) == block, "run: python docs/quickstart.py"
+
+
+def test_the_check_fails_when_a_quoted_number_changes(tmp_path, monkeypatch):
+    script = doc_script("quickstart")
+    text = script.README.read_text()
+    block = script.readme_block(text)
+    edited = tmp_path / "README.md"
+    edited.write_text(text.replace(block, block.replace(" of 150 TRPO updates", " of 151 TRPO updates")))
+    monkeypatch.setattr(script, "README", edited)
+    assert script.main(["--check"]) == 1
+    edited.write_text(text)
+    assert script.main(["--check"]) == 0

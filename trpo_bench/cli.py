@@ -175,7 +175,7 @@ def _wandb_mode(requested, preflight) -> str:
 def _resume_arguments(args) -> int | None:
     """``--steps`` for a resumed run, after refusing every option that would change it: a run
     continues with its own settings, and only its budget may be raised."""
-    from trpo_bench.config import DEFAULTS, SETTINGS, coerce, parse_overrides, read_yaml, suggest
+    from trpo_bench.config import DEFAULTS, SETTINGS, coerce, parse_overrides, read_settings_file, suggest
     from trpo_bench.store import RunStore, is_run_dir
 
     if not is_run_dir(args.resume):
@@ -189,11 +189,7 @@ def _resume_arguments(args) -> int | None:
             problems.append(f"{flag} does not apply with --resume: the run keeps the store and W&B names it has")
     given: dict[str, tuple[str, object]] = {}
     if args.config is not None:
-        data = read_yaml(args.config) or {}
-        if not isinstance(data, dict):
-            raise ConfigError([f"expected a mapping of settings at the top level, got {type(data).__name__}"],
-                              str(args.config))
-        given.update({k: (f"{args.config}: {k}", v) for k, v in data.items()})
+        given.update({k: (f"{args.config}: {k}", v) for k, v in read_settings_file(args.config).items()})
     for name, flag in (("algo", "--algo"), ("env_id", "--env"), ("seed", "--seed"), ("total_steps", "--steps")):
         if getattr(args, name) is not None:
             given[name] = (flag, getattr(args, name))

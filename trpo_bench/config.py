@@ -423,6 +423,16 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError([f"malformed YAML{where}: {reason}"], str(path)) from None
 
 
+def read_settings_file(path: str | Path) -> dict[str, Any]:
+    """A ``--config`` YAML file: a mapping of settings (an empty file is no settings)."""
+    data = read_yaml(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"expected a mapping of settings at the top level, got {type(data).__name__}"], str(path))
+    return data
+
+
 def parse_overrides(pairs: list[str]) -> tuple[dict[str, Any], list[str]]:
     """``["max_kl=0.02", "hidden_sizes=[32,32]"]`` -> values (YAML-typed) and problems."""
     values: dict[str, Any] = {}
@@ -451,12 +461,7 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | None 
     source = None
     if path is not None:
         source = str(path)
-        data = read_yaml(path)
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError([f"expected a mapping of settings at the top level, got {type(data).__name__}"], source)
-        values.update(data)
+        values.update(read_settings_file(path))
     values.update(flags or {})
     if overrides:
         ov, p = parse_overrides(overrides)

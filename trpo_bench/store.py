@@ -127,17 +127,32 @@ class RunStore:
 
         atomic_write_bytes(self.path / CHECKPOINT, checkpoint.to_bytes(state))
 
-    def load_checkpoint(self, trust: bool = False) -> dict[str, Any] | None:
+    def load_checkpoint(self, trust: bool = False, rewrite: bool = True) -> dict[str, Any] | None:
         """The checkpoint, loaded safely (see ``trpo_bench.checkpoint``); None when there is none.
-        With ``trust``, an old-format file is read once and rewritten in the current format."""
+        With ``trust``, an old-format file is read once and, with ``rewrite``, saved in the current format."""
         from trpo_bench import checkpoint
 
         p = self.path / CHECKPOINT
         if not p.is_file():
             return None
         state, upgraded = checkpoint.load(p, trust=trust)
-        if upgraded:
+        if upgraded and rewrite:
             self.save_checkpoint(state)
+        return state
+
+    def resumable_checkpoint(self, trust: bool = False, rewrite: bool = True) -> dict[str, Any]:
+        """The checkpoint to resume from, after checking that metrics.csv agrees with it;
+        ConfigError naming what is wrong otherwise (no checkpoint, a damaged one, lost rows)."""
+        from trpo_bench.config import ConfigError
+
+        state = self.load_checkpoint(trust=trust, rewrite=rewrite)
+        if state is None:
+            raise ConfigError([f"{self.path}: no checkpoint.pt to resume from (the run stopped before its first "
+                               "checkpoint); delete the directory and start the run again"])
+        problems = self.check_metrics(state["update"])
+        if problems:
+            raise ConfigError([*problems, "the run store is damaged and its rows cannot be recovered; start the run "
+                                          "again in a new directory"])
         return state
 
     # ------------------------------------------------------------------ integrity

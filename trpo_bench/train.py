@@ -237,10 +237,11 @@ def run(cfg: RunConfig | None, options: RunOptions | None = None, resume_dir: st
     if own_lock and lock.is_locked():
         raise _busy(run_dir, lock)
     if resuming:
-        # Checked before the lock is taken, so a refused resume writes nothing, not even a lock file.
-        checkpoint = _resumable_checkpoint(RunStore(run_dir), options.trust_checkpoint)
-        done = (RunStore(run_dir).read_status() or {}).get("state") == "done"
-        if done and checkpoint["update"] >= math.ceil(cfg.total_steps / cfg.steps_per_update):
+        # Checked before the lock is taken, so a refused resume writes nothing, not even a lock file;
+        # _Training reads the checkpoint again under the lock, in case another process moved it on.
+        store = RunStore(run_dir)
+        checkpoint = store.resumable_checkpoint(options.trust_checkpoint, rewrite=False)
+        if finished(checkpoint, cfg) and (store.read_status() or {}).get("state") == "done":
             return RunResult(run_dir, "done", checkpoint["env_steps"], checkpoint["update"], {})
     if own_lock:
         try:
@@ -264,21 +265,9 @@ def _busy(run_dir: Path, lock: FileLock) -> ConfigError:
                         "(wait for it to finish, or stop it, then resume)"])
 
 
-def _resumable_checkpoint(store: RunStore, trust: bool) -> dict[str, Any]:
-    """The checkpoint to resume from, after checking that the store agrees with it (reads only)."""
-    from trpo_bench import checkpoint as ckpt
-    from trpo_bench.store import CHECKPOINT
-
-    path = store.path / CHECKPOINT
-    if not path.is_file():
-        raise ConfigError([f"{store.path}: no checkpoint.pt to resume from (the run stopped before its first "
-                           "checkpoint); delete the directory and start the run again"])
-    state, _ = ckpt.load(path, trust=trust)
-    problems = store.check_metrics(state["update"])
-    if problems:
-        raise ConfigError([*problems, "the run store is damaged and its rows cannot be recovered; start the run "
-                                      "again in a new directory"])
-    return state
+def finished(checkpoint: dict[str, Any], cfg: RunConfig) -> bool:
+    """The checkpoint is at the last update of ``cfg``'s budget."""
+    return checkpoint["update"] >= math.ceil(cfg.total_steps / cfg.steps_per_update)
 
 
 def _stored_run(run_dir: Path, options: RunOptions) -> RunConfig:
@@ -321,9 +310,9 @@ class _Training:
         cfg = self.cfg
         set_threads(cfg.torch_threads)
         rng, gen = seed_everything(cfg.seed)
-        checkpoint = self._checked_checkpoint() if self.resuming else None
+        checkpoint = self.store.resumable_checkpoint(self.options.trust_checkpoint) if self.resuming else None
         stored = self.store.read_config() if self.resuming else None
-        if checkpoint is not None and checkpoint["update"] >= math.ceil(cfg.total_steps / cfg.steps_per_update):
+        if checkpoint is not None and finished(checkpoint, cfg):
             # A finished run and no larger budget: nothing to train, nothing to write.
             if (self.store.read_status() or {}).get("state") != "done":  # stopped after its last checkpoint
                 self.store.write_status("done", checkpoint["env_steps"], cfg.total_steps, checkpoint["update"])
@@ -470,12 +459,6 @@ class _Training:
         stop_signals.restore(old_handlers)
         venv.close()
         return RunResult(self.run_dir, "done", env_steps, update, row)
-
-    def _checked_checkpoint(self) -> dict[str, Any]:
-        """The checkpoint, read again under the run's lock (an old-format file the user trusts is
-        rewritten here), after the same checks as before the lock."""
-        _resumable_checkpoint(self.store, self.options.trust_checkpoint)
-        return self.store.load_checkpoint(trust=self.options.trust_checkpoint)
 
     def _extended(self, stored: dict[str, Any]) -> dict[str, Any]:
         """config.json with the raised budget, and a record of the extension."""
