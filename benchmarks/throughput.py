@@ -7,13 +7,15 @@ Measured in one process at a time (each measurement in a fresh spawned child), s
   raw       random-action env step rate: plain gymnasium, one env, with action_space.sample()
             and with actions drawn beforehand (the env's own cost), and of those steps the
             physics alone (the env's own simulator call, timed inside them); our gymnasium
-            VecEnv and our batched MuJoCo path at num_envs; EnvPool at num_envs on one thread
-            (``pip install envpool==1.2.5``; skipped when not installed)
+            VecEnv and our batched MuJoCo path at num_envs, its physics on one thread and on
+            its default threads (one per CPU); EnvPool at num_envs on one thread and on as
+            many threads (``pip install envpool==1.2.5``; skipped when not installed)
   train     trpo-bench TRPO end to end at the package defaults (8 envs, 2048 steps per update,
-            10 CG iterations, analytic FVP, NumPy value fit 5 epochs x 8 minibatches, one
-            thread; the batched MuJoCo path), the same on gymnasium's envs (env_backend
-            gymnasium), the same with one env, and where its time goes (collect / policy update
-            / value fit, and collect's own overhead beside the vector env's step)
+            10 CG iterations, analytic FVP, NumPy value fit 5 epochs x 8 minibatches, one torch
+            thread; the batched MuJoCo path, its physics on one thread per CPU), the same with
+            the physics on one thread (env_threads 1), on gymnasium's envs (env_backend
+            gymnasium), with one env, and where its time goes (collect / policy update / value
+            fit, and collect's own overhead beside the vector env's step)
   baselines sb3-contrib TRPO and Tianshou TRPO at matched settings (8 envs), sb3-contrib at
             matched settings with one env (against trpo-bench with one env, and with its
             default 8: the issue's stated settings matched, each library at its own default
@@ -185,23 +187,27 @@ def raw_env(env_id: str, steps: int, num_envs: int, seed: int) -> dict[str, Any]
     from trpo_bench.mujoco_batch import MujocoBatchEnv, supports
 
     if supports(env_id):
-        venv = MujocoBatchEnv(env_id, num_envs, seed)
-        venv.reset()
-        with _Clock() as c:
-            for _ in range(rounds):
-                venv.step(rng.uniform(space.low, space.high, (num_envs, *space.shape)))
-        out["batched"] = _rates(rounds * num_envs, c)
+        from trpo_bench.mujoco_batch import resolve_threads
+
+        for key, threads in (("batched", 1), ("batched_threads", resolve_threads(0, num_envs))):
+            venv = MujocoBatchEnv(env_id, num_envs, seed, threads=threads)
+            venv.reset()
+            with _Clock() as c:
+                for _ in range(rounds):
+                    venv.step(rng.uniform(space.low, space.high, (num_envs, *space.shape)))
+            venv.close()
+            out[key] = _rates(rounds * num_envs, c) | {"threads": threads}
     return out
 
 
-def envpool_env(env_id: str, steps: int, num_envs: int, seed: int) -> dict[str, Any] | None:
-    """EnvPool's random-action rate: ``num_envs`` envs stepped together, one worker thread,
-    actions drawn beforehand (EnvPool resets ended episodes itself). None without envpool."""
+def envpool_env(env_id: str, steps: int, num_envs: int, seed: int, threads: int = 1) -> dict[str, Any] | None:
+    """EnvPool's random-action rate: ``num_envs`` envs stepped together on ``threads`` worker
+    threads, actions drawn beforehand (EnvPool resets ended episodes itself). None without envpool."""
     try:
         import envpool
     except ImportError:
         return None
-    env = envpool.make_gymnasium(env_id, num_envs=num_envs, batch_size=num_envs, num_threads=1, seed=seed)
+    env = envpool.make_gymnasium(env_id, num_envs=num_envs, batch_size=num_envs, num_threads=threads, seed=seed)
     env.reset()
     space = env.action_space
     rounds = max(1, steps // num_envs)
@@ -211,7 +217,7 @@ def envpool_env(env_id: str, steps: int, num_envs: int, seed: int) -> dict[str, 
         for a in actions:
             env.step(a)
     env.close()
-    return _rates(rounds * num_envs, c) | {"version": envpool.__version__}
+    return _rates(rounds * num_envs, c) | {"version": envpool.__version__, "threads": threads}
 
 
 # --------------------------------------------------------- trpo-bench training
@@ -234,9 +240,9 @@ def _warm_imports() -> None:
 
 
 def train(env_id: str, steps: int, seed: int, warm: bool = True, num_envs: int | None = None,
-          env_backend: str | None = None) -> dict[str, Any]:
+          env_backend: str | None = None, env_threads: int | None = None) -> dict[str, Any]:
     """One default-settings TRPO run of ``steps`` env steps (``num_envs`` envs, ``env_backend``
-    if given); rates, phases from metrics.csv."""
+    and ``env_threads`` if given); rates, phases from metrics.csv."""
     from trpo_bench.config import RunConfig
     from trpo_bench.train import run
 
@@ -246,8 +252,14 @@ def train(env_id: str, steps: int, seed: int, warm: bool = True, num_envs: int |
 
         gym.make(env_id).close()
     cfg = RunConfig(env_id=env_id, total_steps=steps, seed=seed, **({"num_envs": num_envs} if num_envs else {}),
-                    **({"env_backend": env_backend} if env_backend else {}))
-    physics = _time_physics()
+                    **({"env_backend": env_backend} if env_backend else {}),
+                    **({"env_threads": env_threads} if env_threads is not None else {}))
+    from trpo_bench.mujoco_batch import resolve_threads, supports
+
+    threads = resolve_threads(cfg.env_threads, cfg.num_envs) if supports(env_id) and env_backend != "gymnasium" else 1
+    # The physics' own time is summed on one thread only: on several, the sum exceeds the wall
+    # time, and the timing wrapper's Python between mj_step calls would hold the GIL.
+    physics = _time_physics() if threads == 1 else [0.0]
     with tempfile.TemporaryDirectory() as tmp:
         with _Clock() as c:
             res = run(cfg, _quiet(tmp))
@@ -264,7 +276,7 @@ def train(env_id: str, steps: int, seed: int, warm: bool = True, num_envs: int |
     out.update({"loop_s": loop, "sps_loop": res.env_steps / loop, "setup_s": c.wall - loop, "phases": phases,
                 "updates": len(rows), "settings": {k: getattr(cfg, k) for k in (
                     "num_envs", "steps_per_update", "cg_iters", "fvp", "fvp_fraction", "vf_epochs",
-                    "vf_minibatches", "hidden_sizes", "torch_threads")} | {
+                    "vf_minibatches", "hidden_sizes", "torch_threads")} | {"env_threads": threads} | {
                     "normalize_obs": cfg.normalize_obs_resolved, "normalize_rewards": cfg.normalize_rewards_resolved}})
     return out
 
@@ -298,7 +310,8 @@ def _timer(spent: list[float]) -> Callable[[Callable[..., Any]], Callable[..., A
 
 
 def collect_split(env_id: str, seed: int, rounds: int = 3) -> dict[str, float]:
-    """collect() at the default settings (the batched MuJoCo path where it applies), with the
+    """collect() at the default settings (the batched MuJoCo path where it applies, its physics
+    threads), with the
     vector env's step() timed: what the envs cost, resets included, and what our own per-step
     code (actor, normalization, reward scaling, GAE) adds."""
     from trpo_bench.config import RunConfig
@@ -309,7 +322,7 @@ def collect_split(env_id: str, seed: int, rounds: int = 3) -> dict[str, float]:
     _one_thread()
     cfg = RunConfig(env_id=env_id, seed=seed)
     rng, _ = seed_everything(seed)
-    venv = make_vec_env(env_id, cfg.num_envs, seed, cfg.env_backend)
+    venv = make_vec_env(env_id, cfg.num_envs, seed, cfg.env_backend, threads=cfg.env_threads)
     venv.reset()
     agent = Agent(cfg, venv)
     low, high = action_bounds(venv.action_space)
@@ -655,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = max(1, args.rounds or (1 if args.quick else 3))
     raw_steps = min(steps, 20_000)
     from trpo_bench.config import RunConfig
-    from trpo_bench.mujoco_batch import supports
+    from trpo_bench.mujoco_batch import resolve_threads, supports
 
     num_envs = RunConfig().num_envs
     results: dict[str, Any] = {"machine": machine(), "steps": steps}
@@ -674,18 +687,23 @@ def main(argv: list[str] | None = None) -> int:
         # ratio: against plain gymnasium with action_space.sample() (the issue's raw rate);
         # vs step: against the same env stepping pre-drawn actions (the env's own cost). Each
         # as wall-clock / CPU-time ratios.
-        print(f"{'':50s} {'steps/s':>8s} {'/CPU-s':>8s}   {'ratio wall/CPU':>14s}   {'vs step wall/CPU':>16s}")
+        print(f"{'':64s} {'steps/s':>8s} {'/CPU-s':>8s}   {'ratio wall/CPU':>14s}   {'vs step wall/CPU':>16s}")
         # Every measurement runs once per round, `rounds` times, interleaved: on a shared
         # machine other jobs only ever slow a measurement down, so the best of each is the
         # one shown, and the ratios of each round's pairs (taken minutes apart at most) say
         # how far the noise reaches.
         plan: list[tuple[str, Callable[..., Any], tuple]] = []
         batched = supports(env_id)  # trpo-bench's default there is the batched MuJoCo path
+        threads = resolve_threads(0, num_envs) if batched else 1  # its default physics threads
         if "raw" in args.only:
             plan += [("raw", raw_env, (env_id, raw_steps, num_envs, args.seed)),
-                     ("envpool", envpool_env, (env_id, raw_steps, num_envs, args.seed))]
+                     ("envpool", envpool_env, (env_id, raw_steps, num_envs, args.seed)),
+                     *([("envpool_threads", envpool_env, (env_id, raw_steps, num_envs, args.seed, threads))]
+                       if threads > 1 else [])]
         if "train" in args.only:
             plan += [("train", train, (env_id, steps, args.seed)),
+                     *([("train_one_thread", train, (env_id, steps, args.seed, True, None, None, 1))]
+                       if threads > 1 else []),
                      *([("train_gymnasium", train, (env_id, steps, args.seed, True, None, "gymnasium"))]
                        if batched else []),
                      ("train_one_env", train, (env_id, steps, args.seed, True, 1))]
@@ -725,7 +743,7 @@ def main(argv: list[str] | None = None) -> int:
             for ref in (base, step_only):
                 c = f"{x['sps_cpu'] / ref['sps_cpu']:4.2f}" if ref and cpu else "   -"
                 cols += f"   {x[key] / ref['sps']:6.2f} / {c}  " if ref else "      -        "
-            print(f"{name:50s} {_fmt_rate(x[key])} {_fmt_rate(x['sps_cpu'] if cpu else None)}{cols}")
+            print(f"{name:64s} {_fmt_rate(x[key])} {_fmt_rate(x['sps_cpu'] if cpu else None)}{cols}")
 
         if r.get("raw"):
             line("gymnasium, 1 env, action_space.sample()", base)
@@ -734,15 +752,21 @@ def main(argv: list[str] | None = None) -> int:
                 line("  of which MuJoCo physics alone", r["raw"]["physics"])
             line(f"trpo-bench VecEnv, {num_envs} gymnasium envs, random", r["raw"]["vecenv"])
             if r["raw"].get("batched"):
-                line(f"trpo-bench batched MuJoCo path, {num_envs} envs, random", r["raw"]["batched"])
+                line(f"trpo-bench batched MuJoCo path, {num_envs} envs, 1 thread", r["raw"]["batched"])
+            if r["raw"].get("batched_threads") and threads > 1:
+                line(f"trpo-bench batched MuJoCo path, {num_envs} envs, {threads} threads", r["raw"]["batched_threads"])
         if r.get("envpool"):
             line(f"EnvPool {r['envpool']['version']}, {num_envs} envs, 1 thread, random", r["envpool"])
+        if r.get("envpool_threads"):
+            line(f"EnvPool {r['envpool']['version']}, {num_envs} envs, {threads} threads, random", r["envpool_threads"])
         elif "raw" in args.only:
             print("  (EnvPool not installed: pip install envpool==1.2.5 for its row)")
         if r.get("train"):
-            path = ", batched path" if batched else ""
+            path = f", batched path, {threads} thread{'s' if threads > 1 else ''}" if batched else ""
             line(f"trpo-bench TRPO, {num_envs} envs{path}, whole run", r["train"])
             line(f"trpo-bench TRPO, {num_envs} envs{path}, loop only", r["train"], "sps_loop", cpu=False)
+        if r.get("train_one_thread"):
+            line(f"trpo-bench TRPO, {num_envs} envs, batched path, 1 thread, whole run", r["train_one_thread"])
         if r.get("train_gymnasium"):
             line(f"trpo-bench TRPO, {num_envs} gymnasium envs, whole run", r["train_gymnasium"])
         for key, label in (("sb3", f"sb3-contrib {{v}} TRPO, matched, {num_envs} envs"),
@@ -767,6 +791,9 @@ def main(argv: list[str] | None = None) -> int:
         pairs = [("TRPO / random-action rate", "train", "raw"),
                  ("TRPO / MuJoCo physics alone", "train", "raw:physics"),
                  (f"TRPO / EnvPool random actions, {num_envs} envs", "train", "envpool"),
+                 (f"TRPO / EnvPool random actions, {threads} threads", "train", "envpool_threads"),
+                 ("TRPO, physics on 1 thread / MuJoCo physics alone", "train_one_thread", "raw:physics"),
+                 ("TRPO, physics on 1 thread / EnvPool, 1 thread", "train_one_thread", "envpool"),
                  ("TRPO, batched path / on gymnasium's envs", "train", "train_gymnasium"),
                  (f"trpo-bench / sb3-contrib, matched, {num_envs} envs", "train", "sb3"),
                  (f"trpo-bench / Tianshou, matched, {num_envs} envs", "train", "tianshou"),
@@ -779,7 +806,7 @@ def main(argv: list[str] | None = None) -> int:
         shown = [(n, a, b) for n, a, b in pairs
                  if r.get(a) and r.get(b.split(":")[0]) and (":" not in b or b.split(":")[1] in r[b.split(":")[0]])]
         if shown:
-            print(f"  {'ratios (best / best)':48s} {'wall':>8s} {'/CPU-s':>8s}   round by round (wall), median")
+            print(f"  {'ratios (best / best)':62s} {'wall':>8s} {'/CPU-s':>8s}   round by round (wall), median")
             ratios = r["ratios"] = {}
             for name, a, b in shown:
                 b, _, sub = b.partition(":")
@@ -790,14 +817,15 @@ def main(argv: list[str] | None = None) -> int:
                 b = f"{b}:{sub}" if sub and sub != "gymnasium" else b
                 ratios[f"{a}/{b}"] = {"best": best[0], "best_cpu": best[1], "rounds": each,
                                       "median": float(np.median(each))}
-                print(f"  {name:48s} {best[0]:8.2f} {best[1]:8.2f}   " + "  ".join(f"{x:.2f}" for x in each)
+                print(f"  {name:62s} {best[0]:8.2f} {best[1]:8.2f}   " + "  ".join(f"{x:.2f}" for x in each)
                       + (f"   {np.median(each):.2f}" if len(each) > 1 else ""))
-        for key, label in (("train", "TRPO"), ("train_gymnasium", "TRPO, gymnasium envs")):
+        for key, label in (("train", "TRPO"), ("train_one_thread", "TRPO, physics on 1 thread"),
+                           ("train_gymnasium", "TRPO, gymnasium envs")):
             shares = [x.get("physics_share") for x in r.get(f"{key}_rounds", [])]
             if shares and all(shares):
                 r[f"{key}_physics_share"] = shares
                 median = f"   {np.median(shares):.2f}" if len(shares) > 1 else ""
-                print(f"  {label + ', physics share of its own loop':48s} {max(shares):8.2f} {'':8s}   "
+                print(f"  {label + ', physics share of its own loop':62s} {max(shares):8.2f} {'':8s}   "
                       + "  ".join(f"{x:.2f}" for x in shares) + median)
         physics = r["raw"].get("physics") if r.get("raw") else None
         if physics and r.get("sb3"):
@@ -813,7 +841,8 @@ def main(argv: list[str] | None = None) -> int:
             t, cs = r["train"], r["collect_split"]
             print(f"\n  where trpo-bench's training time goes ({t['updates']} updates of "
                   f"{t['settings']['steps_per_update']} steps; ms per update):")
-            cols = [(f"{num_envs} envs", t), ("gymnasium's envs", r.get("train_gymnasium")),
+            cols = [(f"{num_envs} envs", t), ("physics 1 thread", r.get("train_one_thread")),
+                    ("gymnasium's envs", r.get("train_gymnasium")),
                     ("1 env", r.get("train_one_env"))]
             cols = [(label, x) for label, x in cols if x]
             print(f"    {'':15s}" + "".join(f"{label:>20s}" for label, _ in cols))

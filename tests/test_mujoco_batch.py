@@ -72,10 +72,16 @@ def assert_same_step(g, b, infos: list[dict], where: str) -> None:
                 (where, i, k)
 
 
-@pytest.mark.parametrize("env_id", sorted(SIDE_BY_SIDE))
-def test_batched_path_steps_as_gymnasium_does(env_id):
+# Tasks stepped a second time with their physics on 3 threads (4 envs: one thread takes two),
+# among them the two that read mj_rnePostConstraint's output.
+THREADED = {"Hopper-v5", "Ant-v5", "Humanoid-v5"}
+
+
+@pytest.mark.parametrize("env_id, threads", [(e, 1) for e in sorted(SIDE_BY_SIDE)] + [(e, 3) for e in sorted(THREADED)])
+def test_batched_path_steps_as_gymnasium_does(env_id, threads):
     n, steps = SIDE_BY_SIDE[env_id]
-    g, b = VecEnv(env_id, n, seed=11), MujocoBatchEnv(env_id, n, seed=11)
+    g, b = VecEnv(env_id, n, seed=11), MujocoBatchEnv(env_id, n, seed=11, threads=threads)
+    assert b.threads == threads
     infos = record_infos(g)
     assert g.reset().tobytes() == b.reset().tobytes()
     low, high = g.action_space.low.astype(np.float64), g.action_space.high.astype(np.float64)
@@ -160,9 +166,9 @@ def test_backend_choice():
     assert isinstance(make_vec_env("Hopper-v5", 2, 0, "gymnasium", captured=batched.get_state()), MujocoBatchEnv)
 
 
-def _train(tmp_path: Path, name: str, env_id: str, backend: str) -> tuple[dict, list[dict], dict]:
+def _train(tmp_path: Path, name: str, env_id: str, backend: str, env_threads: int = 0) -> tuple[dict, list[dict], dict]:
     cfg = RunConfig(env_id=env_id, seed=3, total_steps=4 * 512, steps_per_update=512, num_envs=4,
-                    env_backend=backend)
+                    env_backend=backend, env_threads=env_threads)
     result = run(cfg, RunOptions(out=tmp_path, run_id=name, wandb="disabled", progress=False))
     ckpt, _ = checkpoint.load(result.run_dir / "checkpoint.pt")
     with open(result.run_dir / "metrics.csv", newline="") as fh:
@@ -181,6 +187,53 @@ def test_training_on_the_batched_path_equals_the_gymnasium_path(tmp_path, env_id
         for k in agent_g[part]:
             assert torch.equal(agent_b[part][k], agent_g[part][k]), (part, k)
     assert np.array_equal(agent_b["obs_rms"]["mean"], agent_g["obs_rms"]["mean"])
+
+
+def test_physics_threads_change_no_bits(tmp_path):
+    agent_1, rows_1, venv_1 = _train(tmp_path, "one", "Walker2d-v5", "auto", env_threads=1)
+    agent_4, rows_4, venv_4 = _train(tmp_path, "four", "Walker2d-v5", "auto", env_threads=4)
+    assert rows_1 == rows_4
+    for part in ("policy", "value"):
+        for k in agent_1[part]:
+            assert torch.equal(agent_1[part][k], agent_4[part][k]), (part, k)
+    assert venv_1["physics"].tobytes() == venv_4["physics"].tobytes()
+
+
+def test_thread_count_follows_the_cpus_a_run_may_use(monkeypatch):
+    from trpo_bench.mujoco_batch import resolve_threads
+
+    monkeypatch.setenv("TRPO_BENCH_CPUS", "3")
+    assert resolve_threads(0, 8) == 3  # one per CPU of this run's share
+    assert resolve_threads(0, 2) == 2  # never more than there are envs
+    assert resolve_threads(5, 8) == 5  # a number given is taken as it is
+    monkeypatch.delenv("TRPO_BENCH_CPUS")
+    assert resolve_threads(0, 64) == len(os.sched_getaffinity(0))
+    assert validate(RunConfig(env_threads=-1)) and not validate(RunConfig(env_threads=0))
+
+
+def test_an_error_on_a_physics_thread_reaches_the_caller(monkeypatch):
+    import threading
+
+    import trpo_bench.mujoco_batch as mb
+
+    env = MujocoBatchEnv("Hopper-v5", 4, 0, threads=2)
+    env.reset()
+    real = mb.mujoco.mj_step
+
+    def step(m, d, n):
+        if threading.current_thread().name == "mujoco-batch":
+            raise RuntimeError("bad step")
+        real(m, d, n)
+
+    monkeypatch.setattr(mb.mujoco, "mj_step", step)
+    with pytest.raises(RuntimeError, match="bad step"):
+        for _ in range(20):  # the worker takes an env within the first few steps
+            env.step(np.zeros((4, 3)))
+    monkeypatch.setattr(mb.mujoco, "mj_step", real)
+    env.step(np.zeros((4, 3)))  # the worker is still there, and the env steps on
+    threads = [w._thread for w in env._workers]
+    env.close()
+    assert threads and not any(t.is_alive() for t in threads)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

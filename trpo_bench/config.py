@@ -77,6 +77,8 @@ class RunConfig:
     # random actions 1.3-1.6x faster (docs/performance.md); every other env id steps gymnasium's
     # own env. gymnasium: always the latter.
     env_backend: str = _setting("auto", "how envs are stepped: auto (batched MuJoCo where it applies) | gymnasium", "rollout")
+    # Threads change no numbers: each env is stepped by one thread with the same calls.
+    env_threads: int = _setting(0, "threads stepping the batched MuJoCo path's physics; 0: one per available CPU", "rollout")
 
     # --- networks
     hidden_sizes: tuple = _setting((64, 64), "hidden layer widths of policy and value networks", "network")
@@ -373,6 +375,7 @@ def check(cfg: RunConfig, check_env: bool = True) -> list[Problem]:
     need(("eval_episodes",), cfg.eval_episodes >= 1, f"'eval_episodes' must be >= 1; got {cfg.eval_episodes}")
     need(("checkpoint_every",), cfg.checkpoint_every >= 1, f"'checkpoint_every' must be >= 1; got {cfg.checkpoint_every}")
     need(("torch_threads",), cfg.torch_threads >= 1, f"'torch_threads' must be >= 1; got {cfg.torch_threads}")
+    need(("env_threads",), cfg.env_threads >= 0, f"'env_threads' must be >= 0 (0: one per CPU); got {cfg.env_threads}")
     need(("seed",), 0 <= cfg.seed < 2**32,
          f"'seed' must be in [0, 2^32) (NumPy and gymnasium seeds are 32-bit); got {cfg.seed}")
     # NaN fails every comparison above or slips through, and infinities are in range for

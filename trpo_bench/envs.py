@@ -10,6 +10,7 @@ captured and restored, so a resumed run continues bit for bit.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -260,14 +261,27 @@ class VecEnv:
             e.close()
 
 
+def available_cpus() -> int:
+    """CPUs this process may use: ``TRPO_BENCH_CPUS`` when set (a grid's local pool sets its
+    share in each worker), else the scheduler's affinity mask (SLURM's allocation included)."""
+    share = os.environ.get("TRPO_BENCH_CPUS", "")
+    if share.isdigit() and int(share) > 0:
+        return int(share)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def make_vec_env(env_id: str, num_envs: int, seed: int, backend: str = "auto",
-                 captured: dict[str, Any] | None = None) -> "VecEnv":
+                 captured: dict[str, Any] | None = None, threads: int = 1) -> "VecEnv":
     """The envs a run steps: with ``backend`` "auto", the batched MuJoCo path
     (:class:`~trpo_bench.mujoco_batch.MujocoBatchEnv`, the same bits) for the tasks it restates
     at their default arguments; gymnasium's envs in a :class:`VecEnv` otherwise.
 
     ``captured``, the env state a resume will restore, decides instead: the backend that
-    captured it (the two capture different things)."""
+    captured it (the two capture different things). ``threads``: the batched path's physics
+    threads (``env_threads``; 0 is one per available CPU)."""
     if captured is not None:
         backend = "auto" if captured.get("backend") == "mujoco_batch" else "gymnasium"
     if backend == "auto":
@@ -276,7 +290,8 @@ def make_vec_env(env_id: str, num_envs: int, seed: int, backend: str = "auto",
         except ImportError:  # no MuJoCo installed
             return VecEnv(env_id, num_envs, seed)
         if mujoco_batch.supports(env_id):
-            return mujoco_batch.MujocoBatchEnv(env_id, num_envs, seed)
+            return mujoco_batch.MujocoBatchEnv(env_id, num_envs, seed,
+                                               threads=mujoco_batch.resolve_threads(threads, num_envs))
     return VecEnv(env_id, num_envs, seed)
 
 

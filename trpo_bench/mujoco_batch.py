@@ -14,10 +14,18 @@ seeds it, in the order gymnasium's ``reset_model`` draws. State capture is plain
 (``mj_getState(mjSTATE_INTEGRATION)``: time, qpos, qvel, act, warm start, controls, applied
 forces; MuJoCo documents it as what makes the next ``mj_step`` identical), RNG states as
 ``bit_generator.state`` dicts, and the arrays this class keeps between steps.
+
+``threads`` > 1 steps the envs' physics on that many threads (MuJoCo's Python bindings
+release the GIL inside ``mj_step``), each taking the next env not yet stepped. Each env's
+MjData is stepped by one thread with the same calls, so the bits do not depend on the thread
+count or on which thread stepped it; the NumPy part that follows (all envs at once) runs on
+the calling thread.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from typing import Any
 
 import gymnasium as gym
@@ -25,10 +33,15 @@ import mujoco
 import numpy as np
 from gymnasium.utils.seeding import np_random
 
-from trpo_bench.envs import StepResult, make_env
+from trpo_bench.envs import StepResult, available_cpus, make_env
 from trpo_bench.mujoco_tasks import TASKS, Consts
 
 _STATE = mujoco.mjtState.mjSTATE_INTEGRATION
+
+
+def resolve_threads(setting: int, num_envs: int) -> int:
+    """``env_threads``: 0 means one per available CPU; never more than there are envs."""
+    return max(1, min(num_envs, setting if setting > 0 else available_cpus()))
 
 
 def supports(env_id: str) -> bool:
@@ -46,10 +59,12 @@ class MujocoBatchEnv:
     """``num_envs`` copies of one MuJoCo v5 task; the :class:`~trpo_bench.envs.VecEnv`
     interface (``reset``, ``step``, ``get_state``, ``set_state``, ``obs``, spaces).
 
-    ``max_episode_steps`` defaults to the registered time limit (1,000; Reacher 50).
+    ``max_episode_steps`` defaults to the registered time limit (1,000; Reacher 50);
+    ``threads``: how many threads step the physics (see the module docstring).
     """
 
-    def __init__(self, env_id: str, num_envs: int, seed: int, max_episode_steps: int | None = None):
+    def __init__(self, env_id: str, num_envs: int, seed: int, max_episode_steps: int | None = None,
+                 threads: int = 1):
         if env_id not in TASKS:
             raise ValueError(f"{env_id!r} has no batched MuJoCo path; use envs.VecEnv")
         self.env_id = env_id
@@ -87,6 +102,8 @@ class MujocoBatchEnv:
         self._ep_len = np.zeros(num_envs, dtype=np.int64)
         self._before: np.ndarray | None = None
         self.obs: np.ndarray | None = None
+        self.threads = max(1, min(threads, num_envs))
+        self._workers = [_StepWorker(self._step_envs) for _ in range(self.threads - 1)]
 
     # ------------------------------------------------------------------ physics
     def _reset_env(self, i: int) -> None:
@@ -114,17 +131,35 @@ class MujocoBatchEnv:
         self.obs = self._task.observe(self._f, self._c)
         return self.obs
 
+    def _step_envs(self, todo) -> None:
+        """``mj_step`` (and ``mj_rnePostConstraint`` where the task reads its output) of the
+        envs whose indices ``todo`` yields. Threads share one ``todo``: each index comes out
+        once, so each env is stepped once, by whichever thread is free first. Nothing else
+        runs here: Python between two ``mj_step`` calls holds the GIL, which the other
+        thread then waits for."""
+        m, nstep, step, datas = self.model, self.frame_skip, mujoco.mj_step, self.datas
+        if self._task.post_constraint:
+            post = mujoco.mj_rnePostConstraint
+            for i in todo:
+                step(m, datas[i], nstep)
+                post(m, datas[i])
+        else:
+            for i in todo:
+                step(m, datas[i], nstep)
+
     def step(self, actions: np.ndarray) -> StepResult:
         """One step of every env (``actions``: (N, nu)), resetting those whose episode ended;
         ``StepResult.infos`` holds gymnasium's step infos as (N,) arrays."""
-        m, nstep, step = self.model, self.frame_skip, mujoco.mj_step
-        post = mujoco.mj_rnePostConstraint if self._task.post_constraint else None
-        actions = np.ascontiguousarray(actions)
-        for d, ctrl, a, copies in zip(self.datas, self._ctrl, actions, self._copies):
-            ctrl[:] = a  # MujocoEnv._step_mujoco_simulation: ctrl, mj_step(nstep), mj_rnePostConstraint
-            step(m, d, nstep)
-            if post is not None:
-                post(m, d)
+        # MujocoEnv._step_mujoco_simulation: ctrl, mj_step(nstep), mj_rnePostConstraint.
+        for ctrl, a in zip(self._ctrl, actions):
+            ctrl[:] = a
+        todo = iter(range(self.num_envs))  # next() on it is atomic under the GIL
+        for w in self._workers:
+            w.start(todo)
+        self._step_envs(todo)
+        for w in self._workers:
+            w.join()
+        for copies in self._copies:
             for dst, src in copies:
                 dst[...] = src
         task, f = self._task, self._f
@@ -188,4 +223,39 @@ class MujocoBatchEnv:
         self._ep_len[:] = state["ep_len"]
 
     def close(self) -> None:
+        for w in self._workers:
+            w.stop()
+        self._workers = []
         self.datas = []
+
+
+class _StepWorker:
+    """A thread that steps envs beside the calling thread each time :meth:`start` hands it
+    the shared indices and the actions; :meth:`join` waits for it and raises what it raised."""
+
+    def __init__(self, fn):
+        self._fn = fn
+        self._todo: queue.SimpleQueue = queue.SimpleQueue()
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="mujoco-batch", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (todo := self._todo.get()) is not None:
+            try:
+                self._fn(todo)
+                self._done.put(None)
+            except BaseException as err:  # handed to the stepping thread by join()
+                self._done.put(err)
+
+    def start(self, todo) -> None:
+        self._todo.put(todo)
+
+    def join(self) -> None:
+        err = self._done.get()
+        if err is not None:
+            raise err
+
+    def stop(self) -> None:
+        self._todo.put(None)
+        self._thread.join()

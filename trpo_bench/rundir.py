@@ -43,7 +43,7 @@ TIME_COLUMNS = [c for c in METRIC_COLUMNS if c.startswith("time/")]
 
 # Settings that change how a run is carried out but not its numbers: left out of run ids, and
 # never what tells two methods apart in analysis.
-NOT_NUMERIC = frozenset({"checkpoint_every", "eval_episodes", "torch_threads"})
+NOT_NUMERIC = frozenset({"checkpoint_every", "eval_episodes", "torch_threads", "env_threads"})
 
 # Directories that sit inside a store but never hold runs.
 NOT_RUNS = frozenset({"wandb", "figures", "tables", "__pycache__"})

@@ -319,7 +319,7 @@ class _Training:
             return RunResult(self.run_dir, "done", checkpoint["env_steps"], checkpoint["update"], {})
         # A resumed run steps its envs on the backend that captured their state.
         venv = make_vec_env(cfg.env_id, cfg.num_envs, cfg.seed, cfg.env_backend,
-                            captured=None if checkpoint is None else checkpoint["venv"])
+                            captured=None if checkpoint is None else checkpoint["venv"], threads=cfg.env_threads)
         venv.reset()
         agent = Agent(cfg, venv)
         env_steps, update, episodes, wall0 = 0, 0, 0, 0.0

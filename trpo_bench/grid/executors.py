@@ -58,8 +58,14 @@ class LocalExecutor:
         from concurrent.futures import ProcessPoolExecutor
 
         self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                        initializer=init_local_worker, initargs=(os.getpid(),))
+                                        initializer=init_local_worker, initargs=(os.getpid(), self._cpu_share()))
         self.broken = False
+
+    def _cpu_share(self) -> int:
+        """The CPUs each worker's run may use (its env threads): the launcher's, split evenly."""
+        from trpo_bench.envs import available_cpus
+
+        return max(1, available_cpus() // self.workers)
 
     def submit(self, tasks: list[Task]) -> list[Hashable]:
         return [self.pool.submit(run_task, task) for task in tasks]

@@ -43,11 +43,13 @@ class _WorkerState:
 _WORKER = _WorkerState()
 
 
-def init_local_worker(parent_pid: int) -> None:
+def init_local_worker(parent_pid: int, cpus: int = 1) -> None:
     """Pool initializer. SIGINT is the launcher's to handle (it stops workers through a stop
-    file); SIGTERM (the pool tearing down, a kill of the process group) checkpoints and exits."""
+    file); SIGTERM (the pool tearing down, a kill of the process group) checkpoints and exits.
+    ``cpus``: this worker's share of the machine, which ``env_threads: 0`` then uses."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
+    os.environ["TRPO_BENCH_CPUS"] = str(cpus)
     _WORKER.local = _WORKER.signals = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_worker_sigterm)
