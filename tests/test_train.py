@@ -269,11 +269,13 @@ def test_export_copies_the_compact_store(tmp_path, capsys):
 
 
 def test_stored_settings_keep_the_computation_the_run_started_with(tmp_path):
-    """A config.json written before vf_backend existed describes an autograd value fit; the
-    settings read back for resume, evaluation and the grid's check say so."""
+    """A config.json written before vf_backend existed describes an autograd value fit, and one
+    written before obs_norm_timing the legacy statistics; the settings read back for resume,
+    evaluation and the grid's check say so."""
     old, new = RunStore(tmp_path / "old"), RunStore(tmp_path / "new")
     old.write_config({"run_id": "r", "config": {"env_id": "CartPole-v1", "max_kl": 0.02}})
     new.write_config({"run_id": "r", "config": {"env_id": "CartPole-v1", "vf_backend": "numpy"}})
-    assert old.read_settings() == {"env_id": "CartPole-v1", "max_kl": 0.02, "vf_backend": "torch"}
+    assert old.read_settings() == {"env_id": "CartPole-v1", "max_kl": 0.02, "vf_backend": "torch",
+                                   "obs_norm_timing": "legacy"}
     assert new.read_settings()["vf_backend"] == "numpy"
     assert "vf_backend" not in old.read_config()["config"]  # the file itself is reported as written

@@ -1,3 +1,3 @@
 """trpo-bench: a research harness for trust-region policy optimization."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

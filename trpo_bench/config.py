@@ -23,6 +23,7 @@ FVP_MODES = ("analytic", "autograd", "empirical")
 KL_BOUNDS = ("mean", "max")
 VF_BACKENDS = ("numpy", "torch")
 ENV_BACKENDS = ("auto", "gymnasium")
+OBS_NORM_TIMINGS = ("step", "legacy")
 ACTIVATIONS = ("tanh", "relu")
 
 
@@ -72,6 +73,11 @@ class RunConfig:
     # auto: on for MuJoCo, as sb3 zoo's tuned TRPO (VecNormalize) and Tianshou's rew_norm.
     normalize_rewards: Any = _setting("auto", "scale rewards by the running std of the return: true | false | auto (on for MuJoCo)", "rollout")
     normalize_advantages: bool = _setting(True, "standardize advantages per batch", "rollout")
+    # step: each observation enters the running statistics once, and a truncated episode's final
+    # observation is normalized with the statistics of its own step. legacy: trpo-bench 0.2 and
+    # earlier, which counted the observations at an update boundary twice and normalized final
+    # observations with the statistics at the rollout's end (docs/architecture.md).
+    obs_norm_timing: str = _setting("step", "observation statistics: step (each observation counted once, final observations normalized at their step) | legacy (trpo-bench <= 0.2)", "rollout")
     # auto: gymnasium's MuJoCo v5 tasks at their default arguments step in trpo_bench.mujoco_batch,
     # which restates them in NumPy with the same bits (tests/test_mujoco_batch.py) and steps
     # random actions 1.3-1.6x faster (docs/performance.md); every other env id steps gymnasium's
@@ -203,7 +209,7 @@ DEFAULTS = RunConfig()
 # Settings whose default changed the computation when they were added: a config.json written
 # before them stands for the old behaviour, not the new default. (Any other setting missing
 # from a stored config resumes at its default, which is what such a run ran with.)
-OLD_BEHAVIOUR = {"vf_backend": "torch"}
+OLD_BEHAVIOUR = {"vf_backend": "torch", "obs_norm_timing": "legacy"}
 
 
 def stored_settings(saved: dict[str, Any]) -> dict[str, Any]:
@@ -343,6 +349,8 @@ def check(cfg: RunConfig, check_env: bool = True) -> list[Problem]:
          f"'kl_bound' must be one of {', '.join(KL_BOUNDS)}; got {cfg.kl_bound!r}")
     need(("vf_backend",), cfg.vf_backend in VF_BACKENDS,
          f"'vf_backend' must be one of {', '.join(VF_BACKENDS)}; got {cfg.vf_backend!r}")
+    need(("obs_norm_timing",), cfg.obs_norm_timing in OBS_NORM_TIMINGS,
+         f"'obs_norm_timing' must be one of {', '.join(OBS_NORM_TIMINGS)}; got {cfg.obs_norm_timing!r}")
     need(("env_backend",), cfg.env_backend in ENV_BACKENDS,
          f"'env_backend' must be one of {', '.join(ENV_BACKENDS)}; got {cfg.env_backend!r}")
     need(("activation",), cfg.activation in ACTIVATIONS, f"'activation' must be one of {', '.join(ACTIVATIONS)}; got {cfg.activation!r}")

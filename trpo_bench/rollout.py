@@ -61,13 +61,20 @@ class Batch:
 
 def collect(venv: VecEnv, actor: NumpyActor, value: ValueNet, obs_rms: RunningMeanStd, steps: int,
             rng: np.random.Generator, gamma: float, lam: float, action_low=None, action_high=None,
-            reward_scaler: RewardScaler | None = None) -> Batch:
+            reward_scaler: RewardScaler | None = None, count_first: bool = True, legacy_norm: bool = False) -> Batch:
     """Step ``venv`` for ``steps`` rounds (``steps · num_envs`` transitions) and compute GAE.
 
     Observations are normalized with running statistics updated as they arrive.
     Gaussian actions are clipped to the action bounds for the env only; the batch keeps
     the sampled action, whose log-probability the update needs. ``reward_scaler``, when
     given, scales the rewards the learner sees (episode returns stay raw).
+
+    ``count_first``: the current observations enter the statistics before the first step; a
+    run's first collect only, since every later one starts from the observations the previous
+    one counted last. A truncated episode's final observation is normalized with the
+    statistics of its step, which also normalize the next observations. ``legacy_norm``
+    (``obs_norm_timing: legacy``): trpo-bench <= 0.2, which counted the first observations on
+    every collect and normalized final observations with the statistics at the rollout's end.
     """
     n = venv.num_envs
     obs_dim = venv.obs.shape[1]
@@ -85,7 +92,8 @@ def collect(venv: VecEnv, actor: NumpyActor, value: ValueNet, obs_rms: RunningMe
     # The loop runs once per vector step (~250 times per update at the defaults), so it
     # writes into preallocated buffers and clips with two in-place ufuncs, the same bits
     # as np.clip without its Python wrapper.
-    obs_rms.update(venv.obs)
+    if count_first or legacy_norm:
+        obs_rms.update(venv.obs)
     obs_n = obs_rms.normalize(venv.obs)
     for t in range(steps):
         obs_buf[t] = obs_n
@@ -101,15 +109,18 @@ def collect(venv: VecEnv, actor: NumpyActor, value: ValueNet, obs_rms: RunningMe
         res = venv.step(env_act)
         term[t], trunc[t] = res.terminated, res.truncated
         rew[t] = res.reward if reward_scaler is None else reward_scaler(res.reward, res.terminated | res.truncated)
+        ended = []
         if res.final_obs:
             for i, o in res.final_obs.items():
                 if res.truncated[i]:
                     final_rows.append((t, i))
-                    final_obs.append(o)
+                    ended.append(o)
             ep_returns += res.episode_returns
             ep_lengths += res.episode_lengths
         obs_rms.update(res.obs)
         obs_n = obs_rms.normalize(res.obs)
+        if ended:
+            final_obs += ended if legacy_norm else list(obs_rms.normalize(np.stack(ended)))
 
     # Values in one batched forward pass: V(s_t) for every step, V(s_T) for the bootstrap,
     # and V(final observation) of truncated episodes.
@@ -118,7 +129,7 @@ def collect(venv: VecEnv, actor: NumpyActor, value: ValueNet, obs_rms: RunningMe
         values = value(flat).double().numpy().reshape(steps, n)
         last_v = value(torch.as_tensor(obs_n, dtype=torch.float32)).double().numpy()
         if final_obs:
-            fo = obs_rms.normalize(np.stack(final_obs))
+            fo = obs_rms.normalize(np.stack(final_obs)) if legacy_norm else np.stack(final_obs)
             final_v = value(torch.as_tensor(fo, dtype=torch.float32)).double().numpy()
     next_values = np.empty_like(values)
     next_values[:-1] = values[1:]

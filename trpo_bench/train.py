@@ -381,7 +381,8 @@ class _Training:
             while update < n_updates:
                 t0 = time.perf_counter()
                 batch = collect(venv, agent.actor, agent.value, agent.obs_rms, steps_per_env, rng,
-                                cfg.gamma, cfg.gae_lambda, low, high, agent.reward_scaler)
+                                cfg.gamma, cfg.gae_lambda, low, high, agent.reward_scaler,
+                                count_first=update == 0, legacy_norm=cfg.obs_norm_timing == "legacy")
                 t1 = time.perf_counter()
                 _require_finite(("observations", batch.obs), ("rewards", batch.rewards),
                                 ("values", batch.values), ("advantages", batch.advantages))
