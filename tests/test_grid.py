@@ -487,3 +487,56 @@ def test_an_unwritable_run_store_is_refused_before_anything_starts(tmp_path, cap
     err = capsys.readouterr().err
     assert f"--out {blocker / 'runs'}: cannot write the run store {blocker / 'runs' / 'tiny'}/ (Not a directory)" in err
     assert blocker.read_text() == ""
+
+
+# ------------------------------------------------------------------ runs shared between grids
+
+def test_a_run_shared_between_grids_is_trained_once(tmp_path, capsys):
+    """Two grids whose TRPO seed-0 runs have the same settings: the second copies the first's
+    record instead of training; a run that differs in one setting is trained."""
+    out = tmp_path / "runs"
+    first = write_grid(tmp_path / "a.yaml", {**TINY, "name": "a", "axes": {"algo": ["trpo", "pg"]}, "seeds": [0]})
+    second = write_grid(tmp_path / "b.yaml", {**TINY, "name": "b", "axes": {"max_kl": [0.01, 0.02]}, "seeds": [0]})
+    assert cli.main(grid_args(first, out)) == 0
+    capsys.readouterr()
+    assert cli.main(grid_args(second, out)) == 0
+    text = capsys.readouterr().out
+    src, twin = out / "a" / "trpo-CartPole-v1-s0", out / "b" / "trpo-CartPole-v1-max_kl=0.01-s0"
+    assert "copied from a/trpo-CartPole-v1-s0" in text and "(1 copied from the same settings" in text
+    for name in ("metrics.csv", "checkpoint.pt"):
+        assert (twin / name).read_bytes() == (src / name).read_bytes()
+    config, status = (json.loads((twin / n).read_text()) for n in ("config.json", "status.json"))
+    assert config["shared_from"] == status["shared_from"] == "a/trpo-CartPole-v1-s0"
+    assert (config["grid"], config["run_id"], config["axes"]) == ("b", twin.name, {"max_kl": 0.01})
+    assert config["config"] == json.loads((src / "config.json").read_text())["config"]
+    assert status["state"] == "done" and "training" not in (twin / "train.log").read_text().lower()
+    other = out / "b" / "trpo-CartPole-v1-max_kl=0.02-s0"  # trained: its own log and its own numbers
+    assert "starting trpo-CartPole-v1-max_kl=0.02-s0" in (other / "train.log").read_text()
+    assert "shared_from" not in json.loads((other / "status.json").read_text())
+    assert without_time(metrics_rows(other)) != without_time(metrics_rows(src))
+
+    # A relaunch of b finds both done; a shared run resumes and extends like any other.
+    assert cli.main(grid_args(second, out)) == 0
+    assert "2 done (skipped)" in capsys.readouterr().out
+
+
+def test_a_twin_is_shared_only_when_finished_with_the_same_settings(tmp_path):
+    from trpo_bench.grid import shared
+
+    out = tmp_path / "runs"
+    first = write_grid(tmp_path / "a.yaml", {**TINY, "name": "a", "axes": {"algo": ["trpo"]}, "seeds": [0]})
+    assert cli.main(grid_args(first, out)) == 0
+    src = out / "a" / "trpo-CartPole-v1-s0"
+    settings = json.loads((src / "config.json").read_text())["config"]
+    (entry,) = (out / shared.SHARED_DIR).glob("*.json")
+    key = entry.stem
+    assert shared.find(out, key, settings, exclude=tmp_path / "elsewhere") == src
+    assert shared.find(out, key, settings, exclude=src) is None  # never itself
+    assert shared.find(out, key, {**settings, "max_kl": 0.5}, exclude=tmp_path / "x") is None
+    # NO_EFFECT settings do not split runs; the versions that computed them do
+    key_of = shared.share_key
+    assert key_of({**settings, "env_threads": 7}, {"torch": "1"}) == key_of(settings, {"torch": "1"})
+    assert key_of(settings, {"torch": "1"}) != key_of(settings, {"torch": "2"})
+    status = json.loads((src / "status.json").read_text())
+    (src / "status.json").write_text(json.dumps({**status, "state": "running"}))
+    assert shared.find(out, key, settings, exclude=tmp_path / "x") is None  # not finished

@@ -277,13 +277,15 @@ class _Launch:
                         pending.insert(0, by_id[rid])
                         continue
                     self.outcome[rid], self.errors[rid] = outcome, error or ""
-                    if outcome in ("done", "already-done", "failed", "crashed", "locked", "cancelled"):
+                    if outcome in ("done", "already-done", "shared", "failed", "crashed", "locked", "cancelled"):
                         finished += 1
-                    if outcome in ("done", "already-done"):
+                    if outcome in ("done", "already-done", "shared"):
                         progress.done += 1
                         s = run_summary(self.run_dirs[rid])
+                        note = {"already-done": "  (by another launch)",
+                                "shared": f"  (shared: copied from {res.get('shared_from')})"}.get(outcome, "")
                         progress.event(f"[{finished}/{len(todo)}] done     {rid}  return {fmt_return(s['return'])}"
-                                       + ("  (by another launch)" if outcome == "already-done" else ""))
+                                       + note)
                     elif outcome in ("failed", "crashed"):
                         progress.failed += 1
                         progress.event(f"[{finished}/{len(todo)}] FAILED   {rid}: {error}; "
@@ -345,7 +347,9 @@ class _Launch:
         print()
         print(format_table(["run id", "state", "steps", "final return", "wall"], rows, right={2, 3, 4}))
         done = len(self.runs) - len(not_done)
+        n_shared = sum(1 for o in self.outcome.values() if o == "shared")
         print(f"\n{done}/{len(self.runs)} runs done"
+              + (f" ({n_shared} copied from the same settings and seed in another grid)" if n_shared else "")
               + "".join(f", {len(ids)} {what}" for ids, what in
                         ((failed, "failed"), (cancelled, "cancelled"), (locked, "locked")) if ids)
               + f"; run store {self.grid_dir}/")

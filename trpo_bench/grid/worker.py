@@ -19,9 +19,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from trpo_bench.grid import shared
 from trpo_bench.grid.state import (
     DONE,
     LOG_FILE,
+    NEW,
     RESTART,
     RESUMABLE,
     StopRequest,
@@ -111,8 +113,9 @@ def _output_to(path: Path, append: bool) -> Iterator[None]:
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
     """Train one run of a grid (in a worker process or a Ray task); return its outcome.
 
-    Outcomes: done | already-done | failed | interrupted | not-started (a stop came first) |
-    locked (another launch holds the run's lock). The run's own record is its directory.
+    Outcomes: done | already-done | shared (copied from a finished twin in another grid of the
+    store, ``grid.shared``) | failed | interrupted | not-started (a stop came first) | locked
+    (another launch holds the run's lock). The run's own record is its directory.
     """
     result: dict[str, Any] = {"run_id": task["run_id"], "outcome": "not-started", "error": None,
                               "host": socket.gethostname(), "pid": os.getpid()}
@@ -138,10 +141,22 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
             for p in run_dir.iterdir():
                 if p.name != LOG_FILE:
                     shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        out, key = Path(task["out"]), _share_key(task)
+        twin = shared.find(out, key, task["config"], run_dir) if state in (NEW, RESTART) else None
+        if twin is not None:
+            meta = {"grid": task["grid"], "run_id": task["run_id"], "axes": task["axes"], "wandb_group": task["grid"]}
+            shared.copy_run(twin, run_dir, meta, out)
+            with _output_to(run_dir / LOG_FILE, append=True):
+                print(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} {task['run_id']}: the same settings and seed "
+                      f"finished as {twin.relative_to(out)}; its record is copied, not trained again", flush=True)
+            result.update(outcome="shared", shared_from=str(twin.relative_to(out)))
+            return result
         run_dir.mkdir(parents=True, exist_ok=True)
         with _output_to(run_dir / LOG_FILE, append=True):
             outcome, error, retryable = _train(task, run_dir, resume=state == RESUMABLE, stop=stop, lock=lock)
         result.update(outcome=outcome, error=error)
+        if outcome == "done":
+            shared.record(out, key, run_dir)
         if outcome == "failed":  # train.run records whether a rerun can change anything
             result["retryable"] = retryable and (read_status(run_dir) or {}).get("retryable") is not False
     finally:
@@ -149,6 +164,12 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     if _WORKER.local and _WORKER.stop.is_set():
         os._exit(1)  # SIGTERM or orphaned: the launcher is gone or tearing the pool down
     return result
+
+
+def _share_key(task: dict[str, Any]) -> str:
+    from trpo_bench.train import versions
+
+    return shared.share_key(task["config"], versions())
 
 
 def _train(task: dict[str, Any], run_dir: Path, resume: bool, stop: StopRequest,
