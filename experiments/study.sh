@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The reference study of TRPO's knobs (docs/results.md): its seven grids, the new ablations
 # first, in one run store, so that a run shared between grids (the same settings and seed) is
-# trained once. Every grid resumes where it stopped: rerun the same command to continue.
+# trained once, by the code of the checkout this script is in. Every grid resumes where it
+# stopped: rerun the same command to continue.
 #
 #   experiments/study.sh [OUT] [grid options...]     # OUT defaults to ~/trpo-study
 #
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 failed=0
 for grid in ablation_fisher ablation_kl_bound ablation_fvp_fraction ablation_cg_damping \
             ablation_delta ablation_cg_iters mujoco; do
-  trpo-bench grid "experiments/$grid.yaml" --out "$out" --wandb disabled "$@"
+  python -m trpo_bench.cli grid "experiments/$grid.yaml" --out "$out" --wandb disabled "$@"
   code=$?
   if [ "$code" -eq 130 ]; then exit 130; fi   # interrupted: stop here, rerun to resume
   if [ "$code" -ne 0 ]; then failed=$code; fi
