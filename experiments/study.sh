@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # The reference study of TRPO's knobs (docs/results.md): its seven grids, the new ablations
-# first, in one run store, so that a run shared between grids (the same settings and seed) is
+# first, and the value-fit check last, in one run store, so that a run shared between grids (the same settings and seed) is
 # trained once, by the code of the checkout this script is in. Every grid resumes where it
 # stopped: rerun the same command to continue.
 #
 #   experiments/study.sh [OUT] [grid options...]     # OUT defaults to ~/trpo-study
 #
-# About 445 distinct runs of 1M steps: some 7-8 hours on two cores.
+# About 455 distinct runs of 1M steps: some 8-14 hours on two cores.
 set -uo pipefail
 out=${1:-$HOME/trpo-study}
 shift || true
 cd "$(dirname "$0")/.."
 failed=0
 for grid in ablation_fisher ablation_kl_bound ablation_fvp_fraction ablation_cg_damping \
-            ablation_delta ablation_cg_iters mujoco; do
+            ablation_delta ablation_cg_iters mujoco value_backend; do
   python -m trpo_bench.cli grid "experiments/$grid.yaml" --out "$out" --wandb disabled "$@"
   code=$?
   if [ "$code" -eq 130 ]; then exit 130; fi   # interrupted: stop here, rerun to resume
