@@ -6,7 +6,7 @@
 #
 #   experiments/study.sh [OUT] [grid options...]     # OUT defaults to ~/trpo-study
 #
-# About 455 distinct runs of 1M steps: some 8-14 hours on two cores.
+# About 485 distinct runs of 1M steps: some 9-15 hours on two cores.
 set -uo pipefail
 out=${1:-$HOME/trpo-study}
 shift || true
