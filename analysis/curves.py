@@ -184,9 +184,12 @@ def _span(values: Sequence[float]) -> float:
 @styled
 def plot_ablation(res: Results, axis: str, *, measure: str = "final_return") -> Figure:
     """A panel per task: final return against ``axis``; a series per combination of the other
-    method settings (never pooled), points the mean over finished runs, dots the runs."""
+    method settings (never pooled), points the mean over finished runs, dots the runs. A
+    categorical axis (``fvp``, ``kl_bound``) puts its values side by side, in method order."""
     others = [a for a in res.settings if a != axis]
-    final = res.final[pd.to_numeric(res.final[axis], errors="coerce").notna()]
+    numeric = summary.is_numeric_axis(res.final, axis)
+    final = res.final[pd.to_numeric(res.final[axis], errors="coerce").notna()] if numeric else \
+        res.final[res.final[axis].notna()]
     final = final.assign(series=[summary.method_label(r, others) for r in final.to_dict("records")])
     series_of = final.drop_duplicates("method").set_index("method")[["series", axis]]
     by_series = final.drop(columns="method").rename(columns={"series": "method"})
@@ -194,8 +197,14 @@ def plot_ablation(res: Results, axis: str, *, measure: str = "final_return") -> 
     table = res.rows(measure, statistic="mean")
     table = table[table["group"].isin(series_of.index)]
     tasks = summary.sorted_values(final["env_id"])
-    xs_all = sorted(pd.to_numeric(final[axis]).unique())
-    log = use_log_axis(axis, xs_all)
+    if numeric:
+        xs_all = sorted(pd.to_numeric(final[axis]).unique())
+        position = float
+    else:  # categories at 0, 1, ... in the order the methods are drawn
+        categories = list(dict.fromkeys(series_of.loc[[m for m in res.methods if m in series_of.index], axis]))
+        xs_all = list(range(len(categories)))
+        position = categories.index
+    log = numeric and use_log_axis(axis, xs_all)
     fig, axes = panels(len(tasks))
     bars = False
     for ax, task in zip(axes, tasks):
@@ -203,7 +212,7 @@ def plot_ablation(res: Results, axis: str, *, measure: str = "final_return") -> 
         ok = final[(final["env_id"] == task) & summary.usable(final)]
         for k, (series, style) in enumerate(styles.items()):
             rows = t[t["group"].map(series_of["series"]) == series]
-            rows = rows.assign(_x=rows["group"].map(series_of[axis]).astype(float)).sort_values("_x")
+            rows = rows.assign(_x=rows["group"].map(series_of[axis]).map(position).astype(float)).sort_values("_x")
             rows = rows[np.isfinite(rows["estimate"].astype(float))]
             shift = (k - (len(styles) - 1) / 2) * 0.06  # side by side, so error bars do not overlap
             place = (lambda v, s=shift: np.asarray(v, float) * 10**s) if log else \
@@ -215,17 +224,22 @@ def plot_ablation(res: Results, axis: str, *, measure: str = "final_return") -> 
             err = np.where(with_ci, [est - rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float) - est], 0)
             bars |= bool(with_ci.any())
             ax.errorbar(place(rows["_x"]), est, yerr=err if with_ci.any() else None, color=style.color,
-                        linestyle=style.linestyle, marker=style.marker, capsize=3, markersize=5, label=style.label)
+                        linestyle=style.linestyle if numeric else "none",  # categories: no line between
+                        marker=style.marker, capsize=3, markersize=5, label=style.label)
             dots = ok[ok["series"] == series]
-            ax.scatter(place(dots[axis].astype(float).to_numpy()) * (10**0.025 if log else 1)
+            ax.scatter(place(dots[axis].map(position).astype(float).to_numpy()) * (10**0.025 if log else 1)
                        + (0 if log else 0.025 * _span(xs_all)), dots["final"], color=style.color, s=10, alpha=0.45,
                        linewidths=0, zorder=1)
-        value_ticks(ax, xs_all, log)
+        if numeric:
+            value_ticks(ax, xs_all, log)
+        else:
+            ax.set_xticks(xs_all, [summary.axis_value_label(axis, c).split("=")[-1] for c in categories])
+            ax.set_xlim(-0.5, len(categories) - 0.5)
         ax.set_xlabel(summary.AXIS_TITLES.get(axis, axis) + (", log scale" if log else ""))
         ax.set_ylabel("final return")
         ax.set_title(task)
-    handles = [Line2D([], [], color=s.color, linestyle=s.linestyle, marker=s.marker, label=s.label)
-               for s in styles.values()]
+    handles = [Line2D([], [], color=s.color, linestyle=s.linestyle if numeric else "none", marker=s.marker,
+                      label=s.label) for s in styles.values()]
     handles.append(Line2D([], [], color="0.4", marker="o", linestyle="none", alpha=0.4, markersize=3,
                           label="individual runs"))
     legend_top(fig, handles)
@@ -241,8 +255,7 @@ def plot_ablation(res: Results, axis: str, *, measure: str = "final_return") -> 
 def ablation_figures(res: Results) -> list[tuple[str, Figure, str]]:
     out = []
     for axis in res.settings:
-        if (summary.is_numeric_axis(res.final, axis) and res.final[axis].notna().any()
-                and summary.usable(res.final).any()):
+        if res.final[axis].notna().any() and summary.usable(res.final).any():
             out.append((f"ablation_{axis}", plot_ablation(res, axis),
                         f"Final return against {summary.AXIS_TITLES.get(axis, axis)}, per task."))
     return out

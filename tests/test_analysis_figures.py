@@ -67,6 +67,9 @@ def stores(tmp_path_factory):
                rng=np.random.default_rng(3))
     write_grid(root / "one", "one", {"algo": ["trpo", "npg", "pg"], "env_id": TASKS}, [0], updates=20,
                rng=np.random.default_rng(4))
+    write_grid(root / "categorical", "categorical",
+               {"algo": ["trpo"], "env_id": TASKS, "fvp": ["analytic", "empirical"], "kl_bound": ["mean", "max"]},
+               range(5), updates=20, rng=np.random.default_rng(6))
     grid = write_grid(root / "early", "early", {"algo": ["trpo", "npg"], "env_id": ["CartPole-v1"]}, [0, 1],
                       updates=20, rng=np.random.default_rng(5))
     for run in grid.iterdir():
@@ -86,8 +89,13 @@ def all_figures(root):
 
 def test_every_figure_keeps_its_data_inside_its_axes(stores):
     figures = {}
-    for name in ("synthetic", "five", "one", "early"):
+    for name in ("synthetic", "five", "one", "early", "categorical"):
         figures.update(all_figures(stores / name))
+    # a categorical setting gets its final-return figure, its values side by side
+    assert {("categorical", "ablation_fvp"), ("categorical", "ablation_kl_bound")} <= set(figures)
+    for name in ("ablation_fvp", "ablation_kl_bound"):
+        labels = [t.get_text() for ax in figures[("categorical", name)].axes for t in ax.get_xticklabels()]
+        assert {"analytic", "empirical"} <= set(labels) or {"mean", "max"} <= set(labels), labels
     figures.update(all_figures(Path(__file__).resolve().parents[1] / "results" / "quickstart"))  # real runs
     assert len(figures) >= 45
     problems = {key: p for key, fig in figures.items() if (p := data_outside_axes(fig))}
