@@ -267,6 +267,12 @@ def test_export_copies_the_compact_store(tmp_path, capsys):
     assert (copy / "metrics.csv").read_bytes() == (run / "metrics.csv").read_bytes()
     assert main(["export", str(tmp_path / "results" / "nothing"), str(tmp_path / "x")]) == 2
 
+    # --done-only leaves out a run that has not finished
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "state": "running"}))
+    assert main(["export", str(out), str(tmp_path / "final"), "--done-only"]) == 0
+    assert not (tmp_path / "final" / run.relative_to(out)).exists()
+
 
 def test_stored_settings_keep_the_computation_the_run_started_with(tmp_path):
     """A config.json written before vf_backend existed describes an autograd value fit, and one

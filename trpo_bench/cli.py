@@ -102,6 +102,8 @@ def _add_export(sub) -> None:
                                    "plot and report read like the original.")
     p.add_argument("runs_dir", type=Path, help="run store to copy from")
     p.add_argument("dest", type=Path, help="destination directory")
+    p.add_argument("--done-only", action="store_true",
+                   help="copy only finished runs (a grid still training: publish what is final)")
 
 
 def _add_evaluate(sub) -> None:
@@ -292,7 +294,7 @@ def _export(args) -> int:
 
     _readable_runs([args.runs_dir])
     _writable_dir(args.dest, "DEST")
-    written = export_runs(args.runs_dir, args.dest)
+    written = export_runs(args.runs_dir, args.dest, done_only=args.done_only)
     size = sum(p.stat().st_size for p in written)
     print(f"{len(written)} files, {size / 1e6:.1f} MB -> {args.dest}")
     return 0

@@ -42,6 +42,7 @@ from trpo_bench.rundir import (  # noqa: F401
     iter_run_dirs,
     read_json,
     read_metrics_rows,
+    read_status,
     write_json,
 )
 
@@ -203,10 +204,11 @@ class RunStore:
         return []
 
 
-def export_runs(src: Path, dst: Path) -> list[Path]:
+def export_runs(src: Path, dst: Path, done_only: bool = False) -> list[Path]:
     """Copy the compact part of a run store (grid.json, and each run's config.json,
     status.json, metrics.csv and eval.json; no checkpoints, no W&B files) from ``src`` to ``dst``,
-    keeping the layout, so analysis reads the copy as it reads the original."""
+    keeping the layout, so analysis reads the copy as it reads the original. ``done_only``:
+    runs whose status says ``done``, no others."""
     src, dst = Path(src), Path(dst)
     written: list[Path] = []
     for grid_file in sorted(src.rglob(GRID)):
@@ -214,6 +216,8 @@ def export_runs(src: Path, dst: Path) -> list[Path]:
         atomic_write_bytes(target, grid_file.read_bytes())
         written.append(target)
     for run in iter_run_dirs(src):
+        if done_only and (read_status(run) or {}).get("state") != "done":
+            continue
         rel = run.relative_to(src) if run != src else Path(run.name)
         for name in (CONFIG, STATUS, METRICS, EVAL):
             if (run / name).is_file():
