@@ -759,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
             line(f"EnvPool {r['envpool']['version']}, {num_envs} envs, 1 thread, random", r["envpool"])
         if r.get("envpool_threads"):
             line(f"EnvPool {r['envpool']['version']}, {num_envs} envs, {threads} threads, random", r["envpool_threads"])
-        elif "raw" in args.only:
+        if not r.get("envpool") and "raw" in args.only:
             print("  (EnvPool not installed: pip install envpool==1.2.5 for its row)")
         if r.get("train"):
             path = f", batched path, {threads} thread{'s' if threads > 1 else ''}" if batched else ""

@@ -103,6 +103,7 @@ def diagnostics(res: results.Results) -> pd.DataFrame:
         # The damping term's share of the step's quadratic model sᵀ(F + λI)s: λ‖s‖² / sᵀ(F + λI)s
         # = λ ‖full step‖² / 2δ, since the full step β s has β² sᵀ(F + λI)s = 2δ.
         full = step / fraction.where(fraction > 0) if fraction.notna().any() else step
+        natural = c["algo"] in ("trpo", "npg")  # PG has no CG solve, no quadratic model
         rows.append({
             "method": c["method"], "task": c["env_id"],
             "backtracking": float((backtracks > 0).mean()) if backtracks.notna().any() else math.nan,
@@ -111,7 +112,7 @@ def diagnostics(res: results.Results) -> pd.DataFrame:
             "kl_max": float((u["policy/kl_max"].astype(float) / delta).mean()),
             "cg_residual": float((u["policy/cg_residual"].astype(float)
                                   / u["policy/grad_norm"].astype(float)).median()),
-            "damping": float((damping * full**2 / (2 * delta)).median()),
+            "damping": float((damping * full**2 / (2 * delta)).median()) if natural else math.nan,
             "update_ms": 1e3 * float(u["time/policy_update"].astype(float).median()),
         })
     return pd.DataFrame(rows).groupby(["method", "task"], sort=False).mean().reset_index()
@@ -129,10 +130,13 @@ def diagnostics_table(res: results.Results) -> list[str]:
     def pct(x: float) -> str:
         return "-" if not math.isfinite(x) else f"{100 * x:.1f}%"
 
+    def num(x: float, spec: str) -> str:
+        return "-" if not math.isfinite(x) else format(x, spec)
+
     for r in d.to_dict("records"):
         lines.append(f"| {r['method']} | {r['task']} | {pct(r['backtracking'])} | {pct(r['rejected'])} | "
-                     f"{r['kl']:.2f} | {r['kl_max']:.1f} | {r['cg_residual']:.2g} | {pct(r['damping'])} | "
-                     f"{r['update_ms']:.1f} |")
+                     f"{num(r['kl'], '.2f')} | {num(r['kl_max'], '.1f')} | {num(r['cg_residual'], '.2g')} | "
+                     f"{pct(r['damping'])} | {num(r['update_ms'], '.1f')} |")
     return lines
 
 

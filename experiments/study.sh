@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# The reference study of TRPO's knobs (docs/results.md): its seven grids, the new ablations
-# first, and the value-fit check last, in one run store, so that a run shared between grids (the same settings and seed) is
+# The reference study of TRPO's knobs (docs/results.md): its eight grids (the new ablations
+# first, the value-fit check last) in one run store, so that a run shared between grids (the same settings and seed) is
 # trained once, by the code of the checkout this script is in. Every grid resumes where it
 # stopped: rerun the same command to continue.
 #
-#   experiments/study.sh [OUT] [grid options...]     # OUT defaults to ~/trpo-study
+#   experiments/study.sh [OUT [grid options...]]     # OUT defaults to ~/trpo-study
 #
 # About 485 distinct runs of 1M steps: some 9-15 hours on two cores.
 set -uo pipefail
-out=${1:-$HOME/trpo-study}
+case "${1:-}" in
+  -*) echo "study.sh: the first argument is the run store (OUT); grid options follow it" >&2; exit 2 ;;
+esac
+out=$(realpath -m -- "${1:-$HOME/trpo-study}")   # before the cd below: relative to where it was called
 shift || true
 cd "$(dirname "$0")/.."
 failed=0

@@ -492,11 +492,14 @@ def test_an_unwritable_run_store_is_refused_before_anything_starts(tmp_path, cap
 # ------------------------------------------------------------------ runs shared between grids
 
 def test_a_run_shared_between_grids_is_trained_once(tmp_path, capsys):
-    """Two grids whose TRPO seed-0 runs have the same settings: the second copies the first's
-    record instead of training; a run that differs in one setting is trained."""
+    """Two grids whose TRPO seed-0 runs have the same settings but for how often they
+    checkpoint: the second copies the first's record instead of training; a run that differs
+    in one setting is trained; the copy relaunches, and extends, as a run of its own grid."""
     out = tmp_path / "runs"
     first = write_grid(tmp_path / "a.yaml", {**TINY, "name": "a", "axes": {"algo": ["trpo", "pg"]}, "seeds": [0]})
-    second = write_grid(tmp_path / "b.yaml", {**TINY, "name": "b", "axes": {"max_kl": [0.01, 0.02]}, "seeds": [0]})
+    b_grid = {**TINY, "name": "b", "base": {**TINY["base"], "checkpoint_every": 2},
+              "axes": {"max_kl": [0.01, 0.02]}, "seeds": [0]}
+    second = write_grid(tmp_path / "b.yaml", b_grid)
     assert cli.main(grid_args(first, out)) == 0
     capsys.readouterr()
     assert cli.main(grid_args(second, out)) == 0
@@ -506,22 +509,33 @@ def test_a_run_shared_between_grids_is_trained_once(tmp_path, capsys):
     for name in ("metrics.csv", "checkpoint.pt"):
         assert (twin / name).read_bytes() == (src / name).read_bytes()
     config, status = (json.loads((twin / n).read_text()) for n in ("config.json", "status.json"))
+    source = json.loads((src / "config.json").read_text())
     assert config["shared_from"] == status["shared_from"] == "a/trpo-CartPole-v1-s0"
     assert (config["grid"], config["run_id"], config["axes"]) == ("b", twin.name, {"max_kl": 0.01})
-    assert config["config"] == json.loads((src / "config.json").read_text())["config"]
-    assert status["state"] == "done" and "training" not in (twin / "train.log").read_text().lower()
+    assert config["config"] == {**source["config"], "checkpoint_every": 2}  # its own grid's settings
+    assert config["wandb_id"] != source["wandb_id"]  # its own W&B run, should it ever log
+    assert status["state"] == "done" and f"starting {twin.name}" not in (twin / "train.log").read_text()
     other = out / "b" / "trpo-CartPole-v1-max_kl=0.02-s0"  # trained: its own log and its own numbers
     assert "starting trpo-CartPole-v1-max_kl=0.02-s0" in (other / "train.log").read_text()
     assert "shared_from" not in json.loads((other / "status.json").read_text())
     assert without_time(metrics_rows(other)) != without_time(metrics_rows(src))
 
-    # A relaunch of b finds both done; a shared run resumes and extends like any other.
+    # A relaunch of b finds both done.
     assert cli.main(grid_args(second, out)) == 0
     assert "2 done (skipped)" in capsys.readouterr().out
+    # A larger budget: the copy resumes from the copied checkpoint and trains on as b's run.
+    b_grid["base"] = {**b_grid["base"], "total_steps": 3072}
+    write_grid(second, b_grid)
+    assert cli.main(grid_args(second, out, "--extend")) == 0
+    config = json.loads((twin / "config.json").read_text())
+    assert "shared_from" not in config and config["extended"][-1]["shared_from"] == "a/trpo-CartPole-v1-s0"
+    assert [int(r["update"]) for r in metrics_rows(twin)] == list(range(1, 7))
+    assert without_time(metrics_rows(twin))[:N_UPDATES] == without_time(metrics_rows(src))
 
 
 def test_a_twin_is_shared_only_when_finished_with_the_same_settings(tmp_path):
     from trpo_bench.grid import shared
+    from trpo_bench.locks import FileLock
 
     out = tmp_path / "runs"
     first = write_grid(tmp_path / "a.yaml", {**TINY, "name": "a", "axes": {"algo": ["trpo"]}, "seeds": [0]})
@@ -533,10 +547,26 @@ def test_a_twin_is_shared_only_when_finished_with_the_same_settings(tmp_path):
     assert shared.find(out, key, settings, exclude=tmp_path / "elsewhere") == src
     assert shared.find(out, key, settings, exclude=src) is None  # never itself
     assert shared.find(out, key, {**settings, "max_kl": 0.5}, exclude=tmp_path / "x") is None
+    assert shared.find(out, key, {**settings, "env_threads": 3}, exclude=tmp_path / "x") == src  # no effect
     # NO_EFFECT settings do not split runs; the versions that computed them do
     key_of = shared.share_key
     assert key_of({**settings, "env_threads": 7}, {"torch": "1"}) == key_of(settings, {"torch": "1"})
     assert key_of(settings, {"torch": "1"}) != key_of(settings, {"torch": "2"})
+
+    # A twin whose source is held by another process (an extension) is not copied, nor is
+    # an unfinished one.
+    holder = FileLock(out / "a" / ".locks" / f"{src.name}.lock")
+    assert holder.acquire()
+    assert not shared.copy_run(src, tmp_path / "copy", settings, {}, out) and not (tmp_path / "copy").exists()
+    holder.release()
     status = json.loads((src / "status.json").read_text())
     (src / "status.json").write_text(json.dumps({**status, "state": "running"}))
-    assert shared.find(out, key, settings, exclude=tmp_path / "x") is None  # not finished
+    assert shared.find(out, key, settings, exclude=tmp_path / "x") is None
+
+    # An entry whose run is gone is replaced by the next twin that trains.
+    shutil.rmtree(out / "a")
+    second = write_grid(tmp_path / "b.yaml", {**TINY, "name": "b", "axes": {"algo": ["trpo"]}, "seeds": [0]})
+    assert cli.main(grid_args(second, out)) == 0
+    trained = out / "b" / "trpo-CartPole-v1-s0"
+    assert "starting trpo-CartPole-v1-s0" in (trained / "train.log").read_text()
+    assert json.loads(entry.read_text())["run"] == "b/trpo-CartPole-v1-s0"

@@ -207,16 +207,18 @@ def test_thread_count_follows_the_cpus_a_run_may_use(monkeypatch):
     assert resolve_threads(0, 2) == 2  # never more than there are envs
     assert resolve_threads(5, 8) == 5  # a number given is taken as it is
     monkeypatch.delenv("TRPO_BENCH_CPUS")
-    assert resolve_threads(0, 64) == len(os.sched_getaffinity(0))
+    assert resolve_threads(0, 64) == min(64, len(os.sched_getaffinity(0)))
     assert validate(RunConfig(env_threads=-1)) and not validate(RunConfig(env_threads=0))
 
 
 def test_an_error_on_a_physics_thread_reaches_the_caller(monkeypatch):
+    """Every worker is joined before the step raises, so no stale completion is left for the
+    next step to take while a thread is still stepping."""
     import threading
 
     import trpo_bench.mujoco_batch as mb
 
-    env = MujocoBatchEnv("Hopper-v5", 4, 0, threads=2)
+    env = MujocoBatchEnv("Hopper-v5", 32, 0, threads=3)
     env.reset()
     real = mb.mujoco.mj_step
 
@@ -227,13 +229,14 @@ def test_an_error_on_a_physics_thread_reaches_the_caller(monkeypatch):
 
     monkeypatch.setattr(mb.mujoco, "mj_step", step)
     with pytest.raises(RuntimeError, match="bad step"):
-        for _ in range(20):  # the worker takes an env within the first few steps
-            env.step(np.zeros((4, 3)))
+        for _ in range(20):  # the workers take envs within the first few steps
+            env.step(np.zeros((32, 3)))
+    assert all(w._done.empty() for w in env._workers)  # each joined, none ahead
     monkeypatch.setattr(mb.mujoco, "mj_step", real)
-    env.step(np.zeros((4, 3)))  # the worker is still there, and the env steps on
+    env.step(np.zeros((32, 3)))  # the workers are still there, and the env steps on
     threads = [w._thread for w in env._workers]
     env.close()
-    assert threads and not any(t.is_alive() for t in threads)
+    assert len(threads) == 2 and not any(t.is_alive() for t in threads)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

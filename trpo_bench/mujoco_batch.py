@@ -156,9 +156,12 @@ class MujocoBatchEnv:
         todo = iter(range(self.num_envs))  # next() on it is atomic under the GIL
         for w in self._workers:
             w.start(todo)
-        self._step_envs(todo)
-        for w in self._workers:
-            w.join()
+        try:
+            self._step_envs(todo)
+        finally:  # every worker has finished its envs before anything reads them, error or not
+            errors = [err for w in self._workers if (err := w.join()) is not None]
+        if errors:
+            raise errors[0]
         for copies in self._copies:
             for dst, src in copies:
                 dst[...] = src
@@ -231,7 +234,7 @@ class MujocoBatchEnv:
 
 class _StepWorker:
     """A thread that steps envs beside the calling thread each time :meth:`start` hands it
-    the shared indices and the actions; :meth:`join` waits for it and raises what it raised."""
+    the shared indices; :meth:`join` waits for it and returns what it raised (None if nothing)."""
 
     def __init__(self, fn):
         self._fn = fn
@@ -251,10 +254,8 @@ class _StepWorker:
     def start(self, todo) -> None:
         self._todo.put(todo)
 
-    def join(self) -> None:
-        err = self._done.get()
-        if err is not None:
-            raise err
+    def join(self) -> BaseException | None:
+        return self._done.get()
 
     def stop(self) -> None:
         self._todo.put(None)

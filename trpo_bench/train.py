@@ -320,38 +320,43 @@ class _Training:
         # A resumed run steps its envs on the backend that captured their state.
         venv = make_vec_env(cfg.env_id, cfg.num_envs, cfg.seed, cfg.env_backend,
                             captured=None if checkpoint is None else checkpoint["venv"], threads=cfg.env_threads)
-        venv.reset()
-        agent = Agent(cfg, venv)
-        env_steps, update, episodes, wall0 = 0, 0, 0, 0.0
-        last_return = float("nan")
+        try:  # until the loop's own handler takes over, a failure must not leave the env's threads
+            venv.reset()
+            agent = Agent(cfg, venv)
+            env_steps, update, episodes, wall0 = 0, 0, 0, 0.0
+            last_return = float("nan")
 
-        if checkpoint is not None:
-            agent.load_state_dict(checkpoint["agent"])
-            venv.set_state(checkpoint["venv"])
-            rng.bit_generator.state = checkpoint["rng_numpy"]
-            gen.set_state(checkpoint["rng_torch_gen"])
-            torch.set_rng_state(checkpoint["rng_torch_global"])
-            random.setstate(checkpoint["rng_python"])
-            np.random.set_state(checkpoint["rng_numpy_global"])
-            env_steps, update, episodes = checkpoint["env_steps"], checkpoint["update"], checkpoint["episodes"]
-            wall0, last_return = checkpoint["wall"], checkpoint["last_return"]
-            self.store.truncate_metrics(update)
-            if stored is not None and stored.get("total_steps") != cfg.total_steps:
-                self.store.write_config(self._extended(stored))
-        else:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.store.write_config(self._config_record())
-            self.store.start_metrics()
-        self.store.write_status("running", env_steps, cfg.total_steps, update, pid=os.getpid())
+            if checkpoint is not None:
+                agent.load_state_dict(checkpoint["agent"])
+                venv.set_state(checkpoint["venv"])
+                rng.bit_generator.state = checkpoint["rng_numpy"]
+                gen.set_state(checkpoint["rng_torch_gen"])
+                torch.set_rng_state(checkpoint["rng_torch_global"])
+                random.setstate(checkpoint["rng_python"])
+                np.random.set_state(checkpoint["rng_numpy_global"])
+                env_steps, update, episodes = checkpoint["env_steps"], checkpoint["update"], checkpoint["episodes"]
+                wall0, last_return = checkpoint["wall"], checkpoint["last_return"]
+                self.store.truncate_metrics(update)
+                if stored is not None and stored.get("total_steps") != cfg.total_steps:
+                    self.store.write_config(self._extended(stored))
+            else:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                self.store.write_config(self._config_record())
+                self.store.start_metrics()
+            self.store.write_status("running", env_steps, cfg.total_steps, update, pid=os.getpid())
 
-        record = self.store.read_config()
-        logger = WandbLogger(self.run_dir, self.run_id, self._wandb_config(), mode=self.options.wandb,
-                             project=self.options.project, group=self.options.group or self.options.grid,
-                             tags=self.options.tags, resume=self.resuming,
-                             history=self.store.read_metrics() if self.resuming else None,
-                             run_key=record.get("wandb_id") or wandb_id(self.run_dir, self.run_id, record.get("grid")))
-        progress = Progress(self.run_id, cfg.total_steps, interval=self.options.progress_interval) \
-            if self.options.progress else None
+            record = self.store.read_config()
+            logger = WandbLogger(self.run_dir, self.run_id, self._wandb_config(), mode=self.options.wandb,
+                                 project=self.options.project, group=self.options.group or self.options.grid,
+                                 tags=self.options.tags, resume=self.resuming,
+                                 history=self.store.read_metrics() if self.resuming else None,
+                                 run_key=record.get("wandb_id")
+                                 or wandb_id(self.run_dir, self.run_id, record.get("grid")))
+            progress = Progress(self.run_id, cfg.total_steps, interval=self.options.progress_interval) \
+                if self.options.progress else None
+        except BaseException:
+            venv.close()
+            raise
         old_handlers = self._install_signals()
         n_updates = math.ceil(cfg.total_steps / cfg.steps_per_update)
         steps_per_env = cfg.steps_per_update // cfg.num_envs
@@ -465,8 +470,11 @@ class _Training:
         """config.json with the raised budget, and a record of the extension."""
         history = list(stored.get("extended", []))
         history.append({"from": stored.get("total_steps"), "to": self.cfg.total_steps,
-                        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-        return {**stored, "total_steps": self.cfg.total_steps, "config": self.cfg.to_dict(), "extended": history}
+                        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                       # a record copied from another grid's run (grid.shared) up to here, trained on from here
+                       | ({"shared_from": stored["shared_from"]} if "shared_from" in stored else {}))
+        record = {k: v for k, v in stored.items() if k != "shared_from"}
+        return {**record, "total_steps": self.cfg.total_steps, "config": self.cfg.to_dict(), "extended": history}
 
     # --------------------------------------------------------------- helpers
     def _row(self, env_steps, update, wall, sps, times, batch, pmetrics, vmetrics) -> dict[str, Any]:

@@ -129,7 +129,9 @@ class RayExecutor:
             raise ConfigError([f"--backend ray: cannot start or reach {where}: "
                                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"]) from None
         self.capacity = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self.remote = ray.remote(num_cpus=1, max_retries=retries)(run_task)
+        # One CPU per task: its batched MuJoCo physics steps on one thread (env_threads: 0).
+        self.remote = ray.remote(num_cpus=1, max_retries=retries,
+                                 runtime_env={"env_vars": {"TRPO_BENCH_CPUS": "1"}})(run_task)
         self.broken = False
 
     def submit(self, tasks: list[Task]) -> list[Hashable]:

@@ -45,6 +45,8 @@ def slurm_task(task: Task) -> Result:
     """One array task: train one run; after SLURM's time-limit warning, checkpoint and requeue."""
     received = handle_stop_signals((signal.SIGTERM, signal.SIGUSR2))
     _remove_stale_result()
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():  # the allocation, where no affinity mask says it
+        os.environ["TRPO_BENCH_CPUS"] = os.environ["SLURM_CPUS_PER_TASK"]
     result = run_task(task)
     if signal.SIGUSR2 in received and result["outcome"] in ("interrupted", "not-started"):
         job = _own_job_id()
@@ -184,7 +186,7 @@ class SlurmExecutor:
         else:
             result = {"outcome": "crashed", "error": f"SLURM task {job} ended {state} before its run did; "
                                                      f"its log: {paths.stderr}"}
-        if state == "CANCELLED" and result["outcome"] not in ("done", "already-done"):
+        if state == "CANCELLED" and result["outcome"] not in ("done", "already-done", "shared"):
             result = {"outcome": "cancelled", "error": f"SLURM task {job} was cancelled (scancel)"}
         return result
 

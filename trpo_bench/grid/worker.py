@@ -141,22 +141,15 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
             for p in run_dir.iterdir():
                 if p.name != LOG_FILE:
                     shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-        out, key = Path(task["out"]), _share_key(task)
-        twin = shared.find(out, key, task["config"], run_dir) if state in (NEW, RESTART) else None
-        if twin is not None:
-            meta = {"grid": task["grid"], "run_id": task["run_id"], "axes": task["axes"], "wandb_group": task["grid"]}
-            shared.copy_run(twin, run_dir, meta, out)
-            with _output_to(run_dir / LOG_FILE, append=True):
-                print(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} {task['run_id']}: the same settings and seed "
-                      f"finished as {twin.relative_to(out)}; its record is copied, not trained again", flush=True)
-            result.update(outcome="shared", shared_from=str(twin.relative_to(out)))
+        out = Path(task["out"])
+        if state in (NEW, RESTART) and _copied_from_twin(task, run_dir, out, result):
             return result
         run_dir.mkdir(parents=True, exist_ok=True)
         with _output_to(run_dir / LOG_FILE, append=True):
             outcome, error, retryable = _train(task, run_dir, resume=state == RESUMABLE, stop=stop, lock=lock)
         result.update(outcome=outcome, error=error)
         if outcome == "done":
-            shared.record(out, key, run_dir)
+            _enter_for_twins(out, run_dir)
         if outcome == "failed":  # train.run records whether a rerun can change anything
             result["retryable"] = retryable and (read_status(run_dir) or {}).get("retryable") is not False
     finally:
@@ -166,10 +159,34 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _share_key(task: dict[str, Any]) -> str:
+def _copied_from_twin(task: dict[str, Any], run_dir: Path, out: Path, result: dict[str, Any]) -> bool:
+    """Copy a finished twin's record into ``run_dir`` instead of training (``grid.shared``);
+    True when it did, with ``result`` updated."""
+    from trpo_bench.logger import wandb_id
     from trpo_bench.train import versions
 
-    return shared.share_key(task["config"], versions())
+    twin = shared.find(out, shared.share_key(task["config"], versions()), task["config"], run_dir)
+    if twin is None:
+        return False
+    meta = {"grid": task["grid"], "run_id": task["run_id"], "axes": task["axes"], "wandb_group": task["grid"],
+            "wandb_id": wandb_id(run_dir, task["run_id"], task["grid"])}
+    if not shared.copy_run(twin, run_dir, task["config"], meta, out):
+        return False  # the twin is being extended, or changed: train this run
+    source = shared.relative(twin, out)
+    with _output_to(run_dir / LOG_FILE, append=True):
+        print(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} {task['run_id']}: the same settings and seed finished "
+              f"as {source}; its record is copied, not trained again", flush=True)
+    result.update(outcome="shared", shared_from=source)
+    return True
+
+
+def _enter_for_twins(out: Path, run_dir: Path) -> None:
+    """Enter a finished run for other grids' twins; a store that cannot take the entry costs
+    the sharing, not the run."""
+    try:
+        shared.record(out, run_dir)
+    except OSError as err:
+        print(f"note: {run_dir.name} is not entered for runs shared between grids ({err})", flush=True)
 
 
 def _train(task: dict[str, Any], run_dir: Path, resume: bool, stop: StopRequest,
