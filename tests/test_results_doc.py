@@ -48,3 +48,21 @@ def test_every_study_store_is_described_in_docs_results():
             continue
         assert f"<!-- results:{store.name} written by docs/results.py" in text, store.name
     assert script.main(["--check"]) == 0, "run: python docs/results.py"
+
+
+def test_every_number_in_a_headline_is_in_its_section_s_generated_block():
+    """A headline quotes its own section's tables, so it cannot drift from the stores."""
+    import re
+
+    text = (ROOT / "docs" / "results.md").read_text()
+    number = re.compile(r"(?<![\w.,-])\d[\d,]*(?:\.\d+)?%?(?![\w])")
+    checked = 0
+    for section in text.split("\n## ")[1:]:
+        blocks = "".join(re.findall(r"<!-- results:.*?<!-- results:end", section, re.S))
+        for para in section.split("\n\n"):
+            if not para.startswith("**Headline"):
+                continue
+            for n in number.findall(para):
+                assert n in blocks, f"headline number {n} is not in its section's table: {para[:80]}"
+                checked += 1
+    assert checked >= 5
