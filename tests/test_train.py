@@ -285,3 +285,22 @@ def test_stored_settings_keep_the_computation_the_run_started_with(tmp_path):
                                    "obs_norm_timing": "legacy"}
     assert new.read_settings()["vf_backend"] == "numpy"
     assert "vf_backend" not in old.read_config()["config"]  # the file itself is reported as written
+
+
+def test_evaluation_during_training_changes_no_training_number(tmp_path):
+    """eval_every adds eval/return_mean and leaves every other column as it was: the
+    evaluation draws from no generator of the run and counts no observation."""
+    from trpo_bench.store import TIME_COLUMNS
+
+    rows = {}
+    for every in (0, 2):
+        args = ["train", "--env", "Hopper-v5", "--steps", "2048", "--out", str(tmp_path / f"e{every}"),
+                "--wandb", "disabled", "--quiet", "--set", "steps_per_update=512", "--set", "num_envs=2",
+                "--set", f"eval_every={every}", "--set", "eval_episodes=2"]
+        assert main(args) == 0
+        with open(only_run(tmp_path / f"e{every}") / "metrics.csv", newline="") as f:
+            rows[every] = list(csv.DictReader(f))
+    assert [r["eval/return_mean"] for r in rows[2]][1::2] != ["", ""]  # evaluated at updates 2 and 4
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in TIME_COLUMNS and k != "eval/return_mean"}  # noqa: E731
+                        for r in rs]
+    assert strip(rows[0]) == strip(rows[2])
