@@ -235,7 +235,9 @@ def plot_ablation(res: Results, axis: str, *, measure: str = "final_return") -> 
         else:
             ax.set_xticks(xs_all, [summary.axis_value_label(axis, c).split("=")[-1] for c in categories])
             ax.set_xlim(-0.5, len(categories) - 0.5)
-        ax.set_xlabel(summary.AXIS_TITLES.get(axis, axis) + (", log scale" if log else ""))
+        title = summary.AXIS_TITLES.get(axis, axis)
+        # a long title takes the scale on a line of its own, so side-by-side panels' labels do not meet
+        ax.set_xlabel(title + ((", log scale" if len(title) <= 30 else "\n(log scale)") if log else ""))
         ax.set_ylabel("final return")
         ax.set_title(task)
     handles = [Line2D([], [], color=s.color, linestyle=s.linestyle if numeric else "none", marker=s.marker,

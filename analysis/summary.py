@@ -37,7 +37,7 @@ AXIS_TITLES = {
     "max_kl": "trust-region size δ (max KL)",
     "cg_iters": "CG iterations",
     "cg_damping": "CG damping",
-    "fvp_fraction": "fraction of batch in Fisher-vector products",
+    "fvp_fraction": "fraction of the batch in FVPs",
     "steps_per_update": "environment steps per update (batch size)",
     "max_backtracks": "maximum line-search backtracks",
     "backtrack_coef": "line-search shrink factor",
