@@ -206,6 +206,8 @@ def test_sigint_stops_at_a_safe_point_and_resumes(tmp_path):
     (["--set", "cg_iters=ten"], "'cg_iters': expected an integer, got 'ten'"),
     (["--set", "max_kl=0"], "'max_kl' (delta) must be > 0"),
     (["--set", "fvp_fraction=1.5"], "'fvp_fraction' must be in (0, 1]"),
+    (["--set", "env_threads=-1"], "'env_threads' must be >= 0 (0: one per CPU); got -1"),
+    (["--set", "obs_norm_timing=late"], "'obs_norm_timing' must be one of step, legacy; got 'late'"),
     (["--env", "NoSuchEnv-v0"], "'env_id' 'NoSuchEnv-v0' is not a registered gymnasium environment"),
     (["--config", "MISSING.yaml"], "file not found"),
     (["--config", "BAD.yaml"], "malformed YAML (line 2"),
