@@ -36,7 +36,7 @@ def test_study_runs_vary_only_their_axes(name):
     assert grid.name == name
     free = set(grid.axes) | {"algo", "env_id", "seed", "total_steps"}
     if name == "mujoco":  # evaluation during training, for Tianshou's statistic; it changes no training bit
-        free |= {"eval_every", "eval_episodes"}
+        free |= {"eval_every", "eval_episodes", "eval_deterministic"}
     for run in grid.runs:
         changed = {k for k, v in run.config.to_dict().items() if v != DEFAULTS.to_dict()[k]}
         assert changed <= free, run.run_id

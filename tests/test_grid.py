@@ -570,3 +570,27 @@ def test_a_twin_is_shared_only_when_finished_with_the_same_settings(tmp_path):
     trained = out / "b" / "trpo-CartPole-v1-s0"
     assert "starting trpo-CartPole-v1-s0" in (trained / "train.log").read_text()
     assert json.loads(entry.read_text())["run"] == "b/trpo-CartPole-v1-s0"
+
+
+def test_a_run_stored_before_a_setting_was_added_is_still_shared(tmp_path, capsys):
+    """A finished run whose config.json lacks a setting added since (its share entry keyed
+    without it) stands for that setting's default: the next launch enters it under today's
+    key, and a twin in another grid copies it rather than training."""
+    from trpo_bench.grid import shared
+
+    out = tmp_path / "runs"
+    first = write_grid(tmp_path / "a.yaml", {**TINY, "name": "a", "axes": {"algo": ["trpo"]}, "seeds": [0]})
+    assert cli.main(grid_args(first, out)) == 0
+    src = out / "a" / "trpo-CartPole-v1-s0"
+    config = json.loads((src / "config.json").read_text())
+    del config["config"]["eval_deterministic"]  # as written before the setting existed
+    (src / "config.json").write_text(json.dumps(config))
+    for entry in (out / shared.SHARED_DIR).glob("*.json"):  # and entered under the key of then
+        entry.rename(entry.with_name("0" * 32 + ".json"))
+    capsys.readouterr()
+
+    second = write_grid(tmp_path / "b.yaml", {**TINY, "name": "b", "axes": {"max_kl": [0.01]}, "seeds": [0]})
+    assert cli.main(grid_args(second, out)) == 0
+    assert "copied from a/trpo-CartPole-v1-s0" in capsys.readouterr().out
+    twin = out / "b" / "trpo-CartPole-v1-s0"  # a single-valued axis stays out of the run id
+    assert json.loads((twin / "config.json").read_text())["config"]["eval_deterministic"] is True

@@ -14,6 +14,7 @@ import pytest
 from test_docs import ROOT, doc_script
 
 from trpo_bench import __version__
+from trpo_bench.config import complete_settings
 from trpo_bench.grid import load_grid
 from trpo_bench.rundir import iter_run_dirs, read_config
 
@@ -34,7 +35,7 @@ def test_every_run_carries_what_its_grid_file_gives_it_today(store: Path):
     for run in runs:
         config = read_config(run)
         assert config["run_id"] in expected, f"{run}: not a run of {record['source']} today"
-        stored = config["config"]
+        stored = complete_settings(config["config"])  # a setting added since stands for its default
         today = json.loads(json.dumps(expected[config["run_id"]]))  # tuples as JSON stores them
         assert stored == today, (run, {k: (stored.get(k), v) for k, v in today.items() if stored.get(k) != v})
         assert config["versions"]["trpo_bench"] == __version__, run

@@ -208,6 +208,7 @@ def test_sigint_stops_at_a_safe_point_and_resumes(tmp_path):
     (["--set", "fvp_fraction=1.5"], "'fvp_fraction' must be in (0, 1]"),
     (["--set", "env_threads=-1"], "'env_threads' must be >= 0 (0: one per CPU); got -1"),
     (["--set", "obs_norm_timing=late"], "'obs_norm_timing' must be one of step, legacy; got 'late'"),
+    (["--set", "eval_deterministic=sometimes"], "'eval_deterministic': expected true or false, got 'sometimes'"),
     (["--env", "NoSuchEnv-v0"], "'env_id' 'NoSuchEnv-v0' is not a registered gymnasium environment"),
     (["--config", "MISSING.yaml"], "file not found"),
     (["--config", "BAD.yaml"], "malformed YAML (line 2"),
@@ -290,19 +291,26 @@ def test_stored_settings_keep_the_computation_the_run_started_with(tmp_path):
 
 
 def test_evaluation_during_training_changes_no_training_number(tmp_path):
-    """eval_every adds eval/return_mean and leaves every other column as it was: the
-    evaluation draws from no generator of the run and counts no observation."""
+    """eval_every adds eval/return_mean and leaves every other column as it was, with the
+    mean action or with sampled actions: the evaluation draws from no generator of the run and
+    counts no observation. Sampling evaluates another policy than the mean action, and
+    repeats its numbers."""
     from trpo_bench.store import TIME_COLUMNS
 
     rows = {}
-    for every in (0, 2):
-        args = ["train", "--env", "Hopper-v5", "--steps", "2048", "--out", str(tmp_path / f"e{every}"),
+    for name, every, deterministic in (("none", 0, True), ("mean", 2, True), ("sampled", 2, False),
+                                       ("sampled-again", 2, False)):
+        args = ["train", "--env", "Hopper-v5", "--steps", "2048", "--out", str(tmp_path / name),
                 "--wandb", "disabled", "--quiet", "--set", "steps_per_update=512", "--set", "num_envs=2",
-                "--set", f"eval_every={every}", "--set", "eval_episodes=2"]
+                "--set", f"eval_every={every}", "--set", "eval_episodes=2",
+                "--set", f"eval_deterministic={str(deterministic).lower()}"]
         assert main(args) == 0
-        with open(only_run(tmp_path / f"e{every}") / "metrics.csv", newline="") as f:
-            rows[every] = list(csv.DictReader(f))
-    assert [r["eval/return_mean"] for r in rows[2]][1::2] != ["", ""]  # evaluated at updates 2 and 4
+        with open(only_run(tmp_path / name) / "metrics.csv", newline="") as f:
+            rows[name] = list(csv.DictReader(f))
+    evals = {name: [r["eval/return_mean"] for r in rows[name]][1::2] for name in ("mean", "sampled", "sampled-again")}
+    assert all(v != "" for e in evals.values() for v in e)  # evaluated at updates 2 and 4
+    assert evals["sampled"] != evals["mean"]
+    assert evals["sampled"] == evals["sampled-again"]
     strip = lambda rs: [{k: v for k, v in r.items() if k not in TIME_COLUMNS and k != "eval/return_mean"}  # noqa: E731
                         for r in rs]
-    assert strip(rows[0]) == strip(rows[2])
+    assert strip(rows["none"]) == strip(rows["mean"]) == strip(rows["sampled"])

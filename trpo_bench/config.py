@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -131,8 +132,12 @@ class RunConfig:
     vf_backend: str = _setting("numpy", "value-fit implementation: numpy | torch (autograd)", "value")
 
     # --- evaluation and checkpoints
-    eval_every: int = _setting(0, "evaluate the deterministic policy every N updates (0: never)", "eval")
+    eval_every: int = _setting(0, "evaluate the policy every N updates (0: never)", "eval")
     eval_episodes: int = _setting(5, "episodes per evaluation", "eval")
+    # true: the mean action, as rl-baselines3-zoo evaluates; false: actions sampled as in
+    # training, as Tianshou's TRPO and NPG benchmark (2021) evaluated.
+    eval_deterministic: bool = _setting(True, "evaluation takes the policy's mean (most likely) action: true | "
+                                        "false (samples actions as in training)", "eval")
     checkpoint_every: int = _setting(10, "write a checkpoint every N updates (and at the end)", "eval")
 
     # ------------------------------------------------------------------ helpers
@@ -215,6 +220,12 @@ OLD_BEHAVIOUR = {"vf_backend": "torch", "obs_norm_timing": "legacy"}
 def stored_settings(saved: dict[str, Any]) -> dict[str, Any]:
     """The settings of a stored run's config.json, with OLD_BEHAVIOUR filled in where absent."""
     return {**OLD_BEHAVIOUR, **saved}
+
+
+def complete_settings(saved: dict[str, Any]) -> dict[str, Any]:
+    """Every setting a stored run ran with, as config.json stores values (tuples as lists): its
+    file's, OLD_BEHAVIOUR's where absent, and the default for any other setting added since."""
+    return {**json.loads(json.dumps(DEFAULTS.to_dict())), **stored_settings(saved)}
 
 
 def is_mujoco_env(env_id: str) -> bool:

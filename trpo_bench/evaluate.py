@@ -28,27 +28,32 @@ from trpo_bench.store import EVAL, RunStore, read_json, write_json
 EVAL_SEED_OFFSET = 2_000_003  # away from the training seed and from periodic evaluations' seeds
 
 
-def run_episodes(agent, venv: VecEnv, episodes: int) -> tuple[list[float], list[int]]:
-    """Returns and lengths of the first ``episodes`` episodes of the deterministic policy
-    (mean action clipped to the action bounds; most likely action for discrete spaces) on a
-    freshly reset one-env ``venv``; raw rewards."""
+def run_episodes(agent, venv: VecEnv, episodes: int,
+                 rng: np.random.Generator | None = None) -> tuple[list[float], list[int]]:
+    """Returns and lengths of the first ``episodes`` episodes on a freshly reset one-env
+    ``venv``, raw rewards. Without ``rng`` the policy is deterministic (mean action clipped to the
+    action bounds; most likely action for discrete spaces); with it, actions are sampled from
+    the policy with ``rng`` as in training, clipped the same way."""
     low, high = action_bounds(venv.action_space)
     returns: list[float] = []
     lengths: list[int] = []
     while len(returns) < episodes:
-        a = agent.actor.mode(agent.obs_rms.normalize(venv.obs))
+        obs = agent.obs_rms.normalize(venv.obs)
+        a = agent.actor.mode(obs) if rng is None else agent.actor.sample(obs, rng)
         res = venv.step(np.clip(a, low, high) if low is not None else a)
         returns += res.episode_returns
         lengths += res.episode_lengths
     return returns[:episodes], lengths[:episodes]
 
 
-def evaluate_policy(agent, env_id: str, episodes: int, seed: int) -> tuple[list[float], list[int]]:
-    """``run_episodes`` on a new one-env VecEnv seeded with ``seed``."""
+def evaluate_policy(agent, env_id: str, episodes: int, seed: int,
+                    deterministic: bool = True) -> tuple[list[float], list[int]]:
+    """``run_episodes`` on a new one-env VecEnv seeded with ``seed``; a sampling policy draws
+    from its own generator, seeded with ``seed`` too, never from the run's."""
     venv = VecEnv(env_id, 1, seed)
     try:
         venv.reset()
-        return run_episodes(agent, venv, episodes)
+        return run_episodes(agent, venv, episodes, None if deterministic else np.random.default_rng(seed))
     finally:
         venv.close()
 

@@ -180,9 +180,10 @@ class Agent:
         self.actor.sync(self.policy)
 
 
-def evaluate(agent: Agent, env_id: str, episodes: int, seed: int) -> float:
-    """Mean return of the deterministic policy (mean action / most likely action)."""
-    returns, _ = evaluate_policy(agent, env_id, episodes, seed)
+def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, deterministic: bool = True) -> float:
+    """Mean return of the deterministic policy (mean action / most likely action), or of the
+    policy sampling its actions."""
+    returns, _ = evaluate_policy(agent, env_id, episodes, seed, deterministic)
     return float(np.mean(returns))
 
 
@@ -426,7 +427,7 @@ class _Training:
                                 (t0, t1, t2, t3), batch, pstats.metrics(), vmetrics)
                 if cfg.eval_every and update % cfg.eval_every == 0:
                     row["eval/return_mean"] = evaluate(agent, cfg.env_id, cfg.eval_episodes,
-                                                       cfg.seed + 1_000_003 * update)
+                                                       cfg.seed + 1_000_003 * update, cfg.eval_deterministic)
                 self.store.append_metrics(row)
                 logger.log(row)
                 if progress:

@@ -16,6 +16,7 @@ from typing import Hashable
 
 from trpo_bench import signals as stop_signals
 from trpo_bench.config import ConfigError
+from trpo_bench.grid import shared
 from trpo_bench.grid.executors import Executor, LocalExecutor, RayExecutor, Task
 from trpo_bench.grid.progress import GridSteps, fmt_duration_or_dash, fmt_return, format_table
 from trpo_bench.grid.slurm import SlurmExecutor, live_tasks
@@ -145,6 +146,10 @@ class _Launch:
     def run(self) -> int:
         self.grid_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.grid_dir / GRID_RECORD, self.grid.record())
+        try:  # runs finished before a setting was added are entered under today's keys
+            shared.reindex(Path(self.args.out))
+        except OSError as err:
+            print(f"note: finished runs are not entered for sharing between grids ({err})", file=sys.stderr)
         grid_lock: FileLock | None = FileLock(self.grid_dir / GRID_LOCK)
         if not grid_lock.acquire(note=resume_command()):
             print(f"note: another launch of this grid is running ({grid_lock.holder()}); runs it is "

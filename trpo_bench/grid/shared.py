@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from trpo_bench.config import complete_settings
 from trpo_bench.locks import FileLock
 from trpo_bench.rundir import CHECKPOINT, CONFIG, EVAL, METRICS, STATUS, atomic_write_bytes, write_json
 
@@ -43,8 +44,23 @@ def share_key(settings: dict[str, Any], versions: dict[str, str]) -> str:
 
 
 def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
-    """Settings as config.json stores them (tuples as lists), :data:`NO_EFFECT` left out."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items() if k not in NO_EFFECT}
+    """Every setting as config.json stores values (tuples as lists), a setting added after the
+    file was written at the value it stands for (``config.complete_settings``), :data:`NO_EFFECT`
+    left out."""
+    return {k: v for k, v in complete_settings(settings).items() if k not in NO_EFFECT}
+
+
+def reindex(out: Path) -> None:
+    """Enter every finished, trained (not copied) run of the store ``out`` that has no valid
+    entry under its key, as :func:`record` does when a run finishes. Keys change when a setting
+    is added (entries written before were keyed without it); a launch calls this first."""
+    for status_path in sorted(Path(out).glob(f"*/*/{STATUS}")):
+        try:
+            status = json.loads(status_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if status.get("state") == "done" and "shared_from" not in status:
+            record(out, status_path.parent)
 
 
 def relative(path: Path, out: Path) -> str:

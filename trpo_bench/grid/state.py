@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from trpo_bench.config import DEFAULTS
+from trpo_bench.config import complete_settings
 from trpo_bench.locks import FileLock
 from trpo_bench.store import CHECKPOINT, STATUS, RunStore
 
@@ -106,7 +106,7 @@ def stored_config_problems(runs: list, grid_dir: Path, extend: bool = False) -> 
         # A setting added to RunConfig after the run started resumes at its default (train.run
         # rebuilds the config from config.json), so a missing key stands for the default,
         # unless the setting changed the computation when it was added (read_settings).
-        stored = {**json.loads(json.dumps(DEFAULTS.to_dict())), **saved}
+        stored = complete_settings(saved)
         diff = [f"{k}: stored {stored.get(k)!r}, grid {v!r}" for k, v in want.items() if stored.get(k) != v
                 and not (extend and k == "total_steps" and isinstance(stored.get(k), int) and v > stored[k])]
         raised = raised or (isinstance(stored.get("total_steps"), int) and want["total_steps"] > stored["total_steps"])
