@@ -43,7 +43,7 @@ from trpo_bench.rundir import (
 
 META_COLUMNS = ("run_id", "grid", "algo", "env_id", "seed", "state", "total_steps")
 RUN_STATUS_COLUMNS = ("env_steps", "updates", "error", "has_metrics", "finished", "run_dir", "eval_return",
-                      "eval_episodes")
+                      "eval_json_episodes")
 UNGROUPED = "ungrouped"
 
 
@@ -61,7 +61,9 @@ class RunStore:
     runs: one row per run, including runs with no metrics.csv; META_COLUMNS,
         settings and RUN_STATUS_COLUMNS. ``finished`` is state == "done" and
         env_steps >= total_steps. ``eval_return`` is the deterministic return of the
-        final policy from eval.json (``trpo-bench evaluate``), NaN without one.
+        final policy from eval.json (``trpo-bench evaluate``), NaN without one, over
+        ``eval_json_episodes`` episodes (the setting ``eval_episodes`` is the periodic
+        evaluation's).
     grids: grid name -> grid.json contents, for grids that have one.
     axes: the grid axes declared by the runs, other than algo and env_id.
 
@@ -186,7 +188,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None]:
         "finished": state == "done" and total is not None and env_steps >= total,
         "run_dir": str(run_dir),
         "eval_return": float(evaluation.get("return_mean", math.nan)),
-        "eval_episodes": evaluation.get("episodes"),
+        "eval_json_episodes": evaluation.get("episodes"),
         "_axes": tuple(a for a in (config.get("axes") or {}) if a not in ("algo", "env_id")),
     }
     return row, metrics

@@ -189,7 +189,7 @@ def _tables_section(res: results.Results, out_dir: Path, tables_dir: Path, grid:
         md += ["No interquartile-mean table: with fewer than 4 runs per group it trims no run and equals the mean.", ""]
     if len(res.rows("eval_return")):
         table = final_table(res, "eval_return", "iqm")
-        episodes = sorted({int(e) for e in res.final["eval_episodes"].dropna()})
+        episodes = sorted({int(e) for e in res.final["eval_json_episodes"].dropna()})
         paths = tables.write_tables(table, tables_dir, "eval_return_iqm", label=f"tab:eval_return_{grid}",
                                     caption=f"Deterministic return of the final policy ({grid}): "
                                             "interquartile mean over runs.")

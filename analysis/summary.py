@@ -338,3 +338,47 @@ def unfinished_runs(runs: pd.DataFrame) -> pd.DataFrame:
     bad = ~runs["finished"].astype(bool)
     cols = ["grid", "run_id", "algo", "env_id", "seed", "state", "env_steps", "total_steps", "error"]
     return runs.loc[bad, [c for c in cols if c in runs.columns]].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------ published statistics
+# Published benchmark tables each use their own statistic over seeds; these compute ours the
+# same way, so the two can stand side by side (docs/results.md, section 7).
+EVAL_RETURN = "eval/return_mean"
+
+
+def final_eval_mean_se(final: pd.DataFrame) -> pd.DataFrame:
+    """rl-baselines3-zoo's statistic (``all_plots.py``, behind sb3-contrib's TRPO table): the
+    mean over seeds of each run's final deterministic evaluation (eval.json, ``trpo-bench
+    evaluate``) ± its standard error, numpy's std (ddof 0) / √n. Columns method, env_id, mean,
+    se, n; finished runs with an evaluation only."""
+    ok = final[final["finished"].astype(bool) & np.isfinite(final["eval_return"].astype(float))]
+    rows = []
+    for (method, task), g in ok.groupby(["method", "env_id"], sort=False):
+        v = g["eval_return"].to_numpy(float)
+        rows.append({"method": method, "env_id": task, "mean": float(v.mean()),
+                     "se": float(v.std() / math.sqrt(v.size)), "n": int(v.size)})
+    return pd.DataFrame(rows, columns=["method", "env_id", "mean", "se", "n"])
+
+
+def best_mean_eval(metrics: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
+    """Tianshou's statistic (``examples/mujoco/analysis.py``, "max average return"): the
+    periodic evaluations (``eval/return_mean``) averaged over seeds at each evaluation, the
+    largest of these means, and the std over seeds (ddof 0) at that evaluation. Only
+    evaluations every finished run reached count. Columns method, env_id, mean, std,
+    env_steps (where the best mean is), evals (how many), n."""
+    rows = []
+    done = set(final.loc[final["finished"].astype(bool), "run_id"])
+    if metrics.empty or EVAL_RETURN not in metrics:
+        return pd.DataFrame(rows, columns=["method", "env_id", "mean", "std", "env_steps", "evals", "n"])
+    m = metrics[metrics["run_id"].isin(done) & metrics[EVAL_RETURN].notna()]
+    for (method, task), g in m.groupby(["method", "env_id"], sort=False):
+        table = g.pivot_table(index="env_steps", columns="run_id", values=EVAL_RETURN, aggfunc="first")
+        table = table.dropna()  # evaluations every run reached
+        if table.empty:
+            continue
+        means = table.mean(axis=1)
+        at = means.idxmax()
+        rows.append({"method": method, "env_id": task, "mean": float(means[at]),
+                     "std": float(table.loc[at].to_numpy(float).std()), "env_steps": int(at),
+                     "evals": len(table), "n": table.shape[1]})
+    return pd.DataFrame(rows, columns=["method", "env_id", "mean", "std", "env_steps", "evals", "n"])

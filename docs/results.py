@@ -3,6 +3,9 @@
     python docs/results.py            # rewrite every block whose store is committed
     python docs/results.py --check    # exit 1 when a block differs from what its store says
 
+The README's results table (``<!-- results:readme ... -->``) is written the same way, from
+results/mujoco.
+
 A block sits between ``<!-- results:NAME ... -->`` and ``<!-- results:end NAME -->`` and says,
 for the store ``results/NAME``: which runs it holds and what computed them (versions, CPU kind,
 commit), the final training return of each method and task (IQM with its 95% bootstrap CI,
@@ -30,6 +33,8 @@ from analysis.load import load_store  # noqa: E402
 from trpo_bench.rundir import atomic_write_text, iter_run_dirs, read_config  # noqa: E402
 
 DOC = ROOT / "docs" / "results.md"
+README = ROOT / "README.md"
+BENCHMARK = "mujoco"  # the store whose TRPO rows the README's table shows
 RESULTS = ROOT / "results"
 BEGIN = re.compile(r"<!-- results:(?P<name>[\w.-]+) [^>]*-->\n.*?<!-- results:end (?P=name) -->", re.S)
 REPS = 5000
@@ -140,6 +145,77 @@ def diagnostics_table(res: results.Results) -> list[str]:
     return lines
 
 
+# Published TRPO and NPG figures on the MuJoCo v3 tasks at 1M steps, each with its statistic.
+SB3 = {  # sb3-contrib docs/modules/trpo.rst, "Results": 3 seeds, MuJoCo 2.1; rl-baselines3-zoo's
+    # all_plots.py prints the mean over seeds of the last evaluation (20 episodes of the mean
+    # action, every 50,000 steps) "+/-" its standard error; tuned per task (hyperparams/trpo.yml).
+    "Hopper": (3372, 215), "HalfCheetah": (1803, 46), "Walker2d": (4502, 234), "Ant": (3554, 591),
+    "Swimmer": (359, 2),
+}
+TIANSHOU = {  # thu-ml/tianshou examples/mujoco/README.md (TRPO #340, NPG #347, April 2021): 10
+    # seeds; the largest mean over seeds of the test return (10 episodes of the stochastic
+    # policy after each 30,000-step epoch) ± the std over seeds there; one setting for all tasks.
+    "trpo": {"Hopper": (2046.0, 1037.9), "HalfCheetah": (4471.2, 804.9), "Walker2d": (3826.7, 782.7),
+             "Ant": (2866.7, 707.9), "Swimmer": (40.9, 19.6)},
+    "npg": {"Hopper": (1915.2, 550.5), "HalfCheetah": (3485.2, 716.6), "Walker2d": (2503.2, 963.3),
+            "Ant": (2358.0, 517.5), "Swimmer": (31.5, 8.0)},
+}
+SB3_URL = "https://github.com/Stable-Baselines-Team/stable-baselines3-contrib/blob/master/docs/modules/trpo.rst"
+TIANSHOU_URL = "https://github.com/thu-ml/tianshou/blob/master/examples/mujoco/README.md"
+
+
+def _task(env_id: str) -> str:
+    return env_id.split("-v")[0]
+
+
+def _pm(mean: float, spread: float, digits: int = 0) -> str:
+    return f"{_num(mean, digits)} ± {_num(spread, digits)}"
+
+
+def published_tables(res: results.Results) -> list[str]:
+    """Ours beside sb3-contrib's and Tianshou's figures, each under the publisher's statistic,
+    each table after a blank line; none when the store has neither a final evaluation nor
+    evaluations during training."""
+    final = summary.final_eval_mean_se(res.final)
+    best = summary.best_mean_eval(res.metrics, res.final)
+    tasks = sorted(set(final["env_id"]) | set(best["env_id"]), key=lambda t: list(SB3).index(_task(t))
+                   if _task(t) in SB3 else len(SB3))
+    lines: list[str] = []
+    trpo = summary.algo_label("trpo")
+    if len(final):
+        episodes = "/".join(str(int(e)) for e in sorted(res.final["eval_json_episodes"].dropna().unique()))
+        lines += ["", f"The final policy's mean action, {episodes} episodes (`trpo-bench evaluate`), against [sb3-contrib]"
+                  f"({SB3_URL}): mean over seeds ± standard error (std / √n), rl-baselines3-zoo's statistic:", "",
+                  "| task | trpo-bench TRPO (v5) | n | sb3-contrib TRPO (v3, tuned per task) | n |",
+                  "|---|---:|---:|---:|---:|"]
+        for task in tasks:
+            r = final[(final["method"] == trpo) & (final["env_id"] == task)]
+            ours = (_pm(r["mean"].iloc[0], r["se"].iloc[0]), str(r["n"].iloc[0])) if len(r) else ("-", "0")
+            pub = SB3.get(_task(task))
+            lines.append(f"| {task} | {ours[0]} | {ours[1]} | {_pm(*pub) if pub else '-'} | {3 if pub else ''} |")
+    if len(best):
+        runs = res.final[res.final["eval_every"].astype(int) > 0]
+        how = "/".join(sorted({f"{'its mean action' if d else 'the policy sampling its actions'}, {e} episodes "
+                               f"every {int(n) * int(k):,} steps" for d, e, n, k in
+                               runs[["eval_deterministic", "eval_episodes", "eval_every", "steps_per_update"]]
+                               .itertuples(index=False)}))
+        lines += ["", f"Evaluation during training ({how}), against [Tianshou]({TIANSHOU_URL}): the largest mean over seeds ± the std over "
+                  "seeds at that evaluation, Tianshou's statistic:", "",
+                  "| task | trpo-bench TRPO | Tianshou TRPO | trpo-bench NPG | Tianshou NPG | n (Tianshou: 10) |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for task in tasks:
+            cells, ns = [], set()
+            for algo in ("trpo", "npg"):
+                r = best[(best["method"] == summary.algo_label(algo)) & (best["env_id"] == task)]
+                cells.append(f"{_pm(r['mean'].iloc[0], r['std'].iloc[0])} at {summary.format_steps(r['env_steps'].iloc[0])}"
+                             if len(r) else "-")
+                ns |= set(r["n"])
+                pub = TIANSHOU[algo].get(_task(task))
+                cells.append(_pm(*pub, digits=1) if pub else "-")
+            lines.append(f"| {task} | " + " | ".join(cells) + f" | {', '.join(map(str, sorted(ns))) or '0'} |")
+    return lines
+
+
 def block(name: str) -> str:
     """The generated text for results/<name>."""
     store_dir = RESULTS / name
@@ -165,14 +241,52 @@ def block(name: str) -> str:
         "‖g − (F + λI)s‖ over ‖g‖; the damping share is λ‖s‖² / sᵀ(F + λI)s):",
         "",
         *diagnostics_table(res),
+        *published_tables(res),
         f"<!-- results:end {name} -->",
     ]
     return "\n".join(lines)
 
 
+def readme_block() -> str:
+    """The README's short results table: TRPO on the benchmark's tasks against the published
+    figures, from results/mujoco."""
+    res = results.compute(load_store(RESULTS / BENCHMARK), reps=REPS)
+    final = res.final[summary.usable(res.final)]
+    trpo = summary.algo_label("trpo")
+    evals = summary.final_eval_mean_se(res.final)
+    best = summary.best_mean_eval(res.metrics, res.final)
+    steps = "/".join(summary.format_steps(n) for n in provenance(RESULTS / BENCHMARK)["steps"])
+    lines = [f"<!-- results:readme written by docs/results.py from results/{BENCHMARK}; do not edit by hand -->",
+             f"TRPO at the defaults, {steps} steps, v5 tasks; published figures are for v3. Each pair uses the "
+             "publisher's statistic: the final policy's mean action, mean ± standard error over seeds, against "
+             "sb3-contrib (3 seeds, tuned per task); the best mean over seeds of the sampling policy's evaluations "
+             "during training, ± std, against Tianshou (10 seeds). The training return is the IQM over seeds "
+             "with its 95% bootstrap CI. Tables, NPG and PG, and why the figures differ: "
+             "[docs/results.md](docs/results.md#7-the-benchmark-trpo-npg-and-pg-on-five-tasks).",
+             "",
+             "| task | training return, IQM [95% CI] | final mean action | sb3-contrib | best evaluation | Tianshou | n |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for task in sorted(final["env_id"].unique(), key=lambda t: list(SB3).index(_task(t)) if _task(t) in SB3
+                       else len(SB3)):
+        v = final.loc[(final["method"] == trpo) & (final["env_id"] == task), "final"].to_numpy(float)
+        point, low, high, kind = stats.estimate_over_runs(v, "iqm", reps=REPS, seed=stats.keyed_rng(0, task, trpo))
+        iqm = f"{_num(point)} [{_num(low)}, {_num(high)}]" if kind == stats.CI_KIND else _num(point)
+        e = evals[(evals["method"] == trpo) & (evals["env_id"] == task)]
+        b = best[(best["method"] == trpo) & (best["env_id"] == task)]
+        pub_sb3, pub_ts = SB3.get(_task(task)), TIANSHOU["trpo"].get(_task(task))
+        lines.append(f"| {task} | {iqm} | {_pm(e['mean'].iloc[0], e['se'].iloc[0]) if len(e) else '-'} | "
+                     f"{_pm(*pub_sb3) if pub_sb3 else '-'} | {_pm(b['mean'].iloc[0], b['std'].iloc[0]) if len(b) else '-'} | "
+                     f"{_pm(*pub_ts) if pub_ts else '-'} | {v.size} |")
+    lines.append("<!-- results:end readme -->")
+    return "\n".join(lines)
+
+
 def render(text: str) -> str:
-    """``text`` with each block of a committed store rewritten."""
+    """``text`` with each block of a committed store rewritten (the README's block from the
+    benchmark's store)."""
     def sub(m: re.Match) -> str:
+        if m["name"] == "readme":
+            return readme_block() if (RESULTS / BENCHMARK / "grid.json").is_file() else m[0]
         return block(m["name"]) if (RESULTS / m["name"] / "grid.json").is_file() else m[0]
     return BEGIN.sub(sub, text)
 
@@ -181,16 +295,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="exit 1 when docs/results.md is not what the stores say")
     args = ap.parse_args(argv)
-    text = DOC.read_text()
-    new = render(text)
-    if args.check:
+    stale = []
+    for doc in (DOC, README):
+        text = doc.read_text()
+        new = render(text)
         if new != text:
-            print("docs/results.md differs from the stores in results/: run python docs/results.py", file=sys.stderr)
-            return 1
-        return 0
-    if new != text:
-        atomic_write_text(DOC, new)
-        print(DOC)
+            stale.append(doc)
+            if not args.check:
+                atomic_write_text(doc, new)
+                print(doc)
+    if args.check and stale:
+        print(f"{' and '.join(str(d.relative_to(ROOT)) for d in stale)} differ from the stores in results/: "
+              "run python docs/results.py", file=sys.stderr)
+        return 1
     return 0
 
 

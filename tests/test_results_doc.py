@@ -68,3 +68,66 @@ def test_every_number_in_a_headline_is_in_its_section_s_generated_block():
                 assert n in quoted, f"headline number {n} is not in its section's table: {para[:80]}"
                 checked += 1
     assert checked >= 5
+
+
+@pytest.fixture(scope="module")
+def benchmark_store(tmp_path_factory):
+    """A tiny benchmark-like store: TRPO and NPG on Hopper-v5, 2 seeds, evaluated by sampling
+    during training and by `trpo-bench evaluate` after it, exported as results/mujoco would be."""
+    import yaml
+
+    from trpo_bench.cli import main
+
+    tmp = tmp_path_factory.mktemp("benchmark")
+    grid = {"name": "mujoco", "seeds": 2, "axes": {"algo": ["trpo", "npg"]},
+            "base": {"env_id": "Hopper-v5", "total_steps": 2048, "steps_per_update": 512, "num_envs": 2,
+                     "eval_every": 1, "eval_episodes": 2, "eval_deterministic": False}}
+    (tmp / "g.yaml").write_text(yaml.safe_dump(grid))
+    assert main(["grid", str(tmp / "g.yaml"), "--out", str(tmp / "runs"), "--wandb", "disabled",
+                 "--workers", "1", "--no-analysis"]) == 0
+    assert main(["evaluate", str(tmp / "runs" / "mujoco"), "--episodes", "3"]) == 0
+    assert main(["export", str(tmp / "runs" / "mujoco"), str(tmp / "results" / "mujoco"), "--done-only"]) == 0
+    return tmp / "results"
+
+
+def _run_files(store: Path) -> dict[str, tuple[dict, list[dict]]]:
+    import csv
+
+    out = {}
+    for run in iter_run_dirs(store / "mujoco"):
+        with open(run / "metrics.csv", newline="") as f:
+            out[run.name] = (json.loads((run / "eval.json").read_text()), list(csv.DictReader(f)))
+    return out
+
+
+def test_the_benchmark_stands_beside_published_figures_under_their_statistics(benchmark_store):
+    """sb3-contrib's statistic (the final mean action's return, mean ± std/√n over seeds) and
+    Tianshou's (the largest seed-mean of the evaluations during training ± the std there),
+    recomputed here from eval.json and metrics.csv, are what the tables print, beside the
+    published figures."""
+    import numpy as np
+
+    from analysis import results
+    from analysis.load import load_store
+
+    script = doc_script("results")
+    script.RESULTS, script.REPS = benchmark_store, 200
+    text = "\n".join(script.published_tables(results.compute(load_store(benchmark_store / "mujoco"), reps=200)))
+    readme = script.readme_block()
+    files = _run_files(benchmark_store)
+    expect = {}
+    for algo in ("trpo", "npg"):
+        runs = [v for k, v in files.items() if k.startswith(f"{algo}-")]
+        final = np.array([e["return_mean"] for e, _ in runs])
+        assert all(e["episodes"] == 3 and e["deterministic"] for e, _ in runs)
+        per_eval = np.array([[float(r["eval/return_mean"]) for r in rows] for _, rows in runs])  # (seeds, evals)
+        best = int(per_eval.mean(axis=0).argmax())
+        expect[algo] = (f"{final.mean():,.0f} ± {final.std() / np.sqrt(final.size):,.0f}",
+                        f"{per_eval[:, best].mean():,.0f} ± {per_eval[:, best].std():,.0f}")
+    assert f"| Hopper-v5 | {expect['trpo'][0]} | 2 | 3,372 ± 215 | 3 |" in text
+    assert f"| Hopper-v5 | {expect['trpo'][1]} at " in text
+    assert f"| 2,046.0 ± 1,037.9 | {expect['npg'][1]} at " in text and "| 1,915.2 ± 550.5 | 2 |" in text
+    assert "the policy sampling its actions, 2 episodes every 512 steps" in text
+    assert "The final policy's mean action, 3 episodes" in text
+    assert f"| {expect['trpo'][0]} | 3,372 ± 215 | {expect['trpo'][1]} | 2,046 ± 1,038 | 2 |" in readme
+    assert "TRPO at the defaults, 2.05k steps" in readme
