@@ -225,7 +225,7 @@ def stored_settings(saved: dict[str, Any]) -> dict[str, Any]:
 def complete_settings(saved: dict[str, Any]) -> dict[str, Any]:
     """Every setting a stored run ran with, as config.json stores values (tuples as lists): its
     file's, OLD_BEHAVIOUR's where absent, and the default for any other setting added since."""
-    return {**json.loads(json.dumps(DEFAULTS.to_dict())), **stored_settings(saved)}
+    return json.loads(json.dumps({**DEFAULTS.to_dict(), **stored_settings(saved)}))
 
 
 def is_mujoco_env(env_id: str) -> bool:
