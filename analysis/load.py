@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trpo_bench.config import complete_settings
 from trpo_bench.rundir import (
     CONFIG,
     EVAL,
@@ -137,8 +138,11 @@ def _setting_value(value: Any) -> Any:
 
 
 def _settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's flat settings: config["config"] overlaid by its axes; scalars and lists of them."""
-    flat = {k: _setting_value(v) for k, v in (config.get("config") or {}).items()}
+    """The run's flat settings: config["config"] overlaid by its axes; scalars and lists of them.
+    A setting added after the run was stored takes the value it stands for
+    (``config.complete_settings``), so runs before and after it are one method."""
+    stored = config.get("config")
+    flat = {k: _setting_value(v) for k, v in (complete_settings(stored) if stored else {}).items()}
     flat.update({k: _setting_value(v) for k, v in (config.get("axes") or {}).items()})
     reserved = set(META_COLUMNS) | set(RUN_STATUS_COLUMNS)
     return {k: v for k, v in flat.items() if _scalar(v) and k not in reserved and not is_metric(k)}
@@ -172,6 +176,8 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None]:
     env_steps = status.get("env_steps")
     env_steps = steps_logged if env_steps is None else env_steps
     state = status.get("state") or "unknown"
+    if evaluation.get("update") not in (None, status.get("updates")):
+        evaluation = {}  # evaluated before the run was extended: not its final policy
     row = {
         "run_id": str(config.get("run_id") or run_dir.name),
         "grid": str(config.get("grid") or _grid_from_dir(run_dir)),

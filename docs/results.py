@@ -9,8 +9,10 @@ results/mujoco.
 A block sits between ``<!-- results:NAME ... -->`` and ``<!-- results:end NAME -->`` and says,
 for the store ``results/NAME``: which runs it holds and what computed them (versions, CPU kind,
 commit), the final training return of each method and task (IQM with its 95% bootstrap CI,
-mean ± std over seeds, n), and the trust-region diagnostics of its updates. Every number is
-read from the store through ``analysis``; tests/test_results_doc.py fails when a block differs.
+mean ± std over seeds, n), the trust-region diagnostics of its updates, and, for a store with
+evaluations (the benchmark), its figures beside sb3-contrib's and Tianshou's under each
+publisher's statistic. Every number is read from the store through ``analysis``;
+tests/test_results_doc.py fails when a block differs.
 """
 
 from __future__ import annotations
@@ -68,6 +70,14 @@ def _num(x: float, digits: int = 0) -> str:
     return "-" if not math.isfinite(x) else f"{x:,.{digits}f}"
 
 
+def _iqm_cell(values: np.ndarray, task: str, method: str) -> str:
+    """IQM over seeds with its 95% bootstrap CI, or the runs' range below MIN_RUNS_FOR_CI."""
+    point, low, high, kind = stats.estimate_over_runs(values, "iqm", reps=REPS, seed=stats.keyed_rng(0, task, method))
+    iv = f" [{_num(low)}, {_num(high)}]" if kind == stats.CI_KIND else \
+        (f" (range {_num(low)}-{_num(high)})" if kind else "")
+    return f"{_num(point)}{iv}"
+
+
 def final_table(res: results.Results) -> list[str]:
     """Method x task: IQM [CI], mean ± std, n."""
     final = res.final[summary.usable(res.final)]
@@ -81,12 +91,8 @@ def final_table(res: results.Results) -> list[str]:
             if v.size == 0:
                 cells += ["", "", "0"]
                 continue
-            point, low, high, kind = stats.estimate_over_runs(v, "iqm", reps=REPS,
-                                                              seed=stats.keyed_rng(0, task, method))
-            iv = f" [{_num(low)}, {_num(high)}]" if kind == stats.CI_KIND else \
-                (f" (range {_num(low)}-{_num(high)})" if kind else "")
             sd = float(np.std(v, ddof=1)) if v.size > 1 else math.nan
-            cells += [f"{_num(point)}{iv}", f"{_num(float(v.mean()))} ± {_num(sd)}", str(v.size)]
+            cells += [_iqm_cell(v, task, method), f"{_num(float(v.mean()))} ± {_num(sd)}", str(v.size)]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 
@@ -168,8 +174,40 @@ def _task(env_id: str) -> str:
     return env_id.split("-v")[0]
 
 
+def _task_order(tasks) -> list[str]:
+    """The published tables' order, then any other task by name."""
+    return sorted(tasks, key=lambda t: (list(SB3).index(_task(t)) if _task(t) in SB3 else len(SB3), t))
+
+
 def _pm(mean: float, spread: float, digits: int = 0) -> str:
     return f"{_num(mean, digits)} ± {_num(spread, digits)}"
+
+
+def _method_of(res: results.Results, algo: str) -> str | None:
+    """The one method of ``algo`` among the finished runs (None without any); a store varying a
+    setting within one algorithm has no single figure to set beside a published one."""
+    done = res.final[res.final["finished"].astype(bool) & (res.final["algo"] == algo)]
+    methods = sorted(done["method"].unique())
+    if len(methods) > 1:
+        raise ValueError(f"{res.grid}: {algo} runs with different settings ({', '.join(methods)}); the "
+                         "comparison with published figures needs one setting per algorithm")
+    return methods[0] if methods else None
+
+
+def _evaluations(res: results.Results, method: str) -> str:
+    """How ``method``'s finished runs evaluated during training, e.g. 'the policy sampling its
+    actions, 10 episodes every 30,720 steps'."""
+    runs = res.final[res.final["finished"].astype(bool) & (res.final["method"] == method)]
+    runs = runs[runs["eval_every"].astype(int) > 0]
+    return "; ".join(sorted({f"{'its mean action' if d else 'the policy sampling its actions'}, {int(e)} episodes "
+                             f"every {int(n) * int(k):,} steps" for d, e, n, k in
+                             runs[["eval_deterministic", "eval_episodes", "eval_every", "steps_per_update"]]
+                             .itertuples(index=False)}))
+
+
+def _row(frame: pd.DataFrame, method: str | None, task: str) -> pd.Series | None:
+    rows = frame[(frame["method"] == method) & (frame["env_id"] == task)]
+    return rows.iloc[0] if len(rows) else None
 
 
 def published_tables(res: results.Results) -> list[str]:
@@ -178,41 +216,38 @@ def published_tables(res: results.Results) -> list[str]:
     evaluations during training."""
     final = summary.final_eval_mean_se(res.final)
     best = summary.best_mean_eval(res.metrics, res.final)
-    tasks = sorted(set(final["env_id"]) | set(best["env_id"]), key=lambda t: list(SB3).index(_task(t))
-                   if _task(t) in SB3 else len(SB3))
+    if final.empty and best.empty:
+        return []
+    tasks = _task_order(set(final["env_id"]) | set(best["env_id"]))
+    trpo, npg = _method_of(res, "trpo"), _method_of(res, "npg")
     lines: list[str] = []
-    trpo = summary.algo_label("trpo")
-    if len(final):
-        episodes = "/".join(str(int(e)) for e in sorted(res.final["eval_json_episodes"].dropna().unique()))
-        lines += ["", f"The final policy's mean action, {episodes} episodes (`trpo-bench evaluate`), against [sb3-contrib]"
-                  f"({SB3_URL}): mean over seeds ± standard error (std / √n), rl-baselines3-zoo's statistic:", "",
+    if trpo in set(final["method"]):
+        done = res.final[res.final["finished"].astype(bool) & (res.final["method"] == trpo)]
+        episodes = "/".join(str(int(e)) for e in sorted(done["eval_json_episodes"].dropna().unique()))
+        lines += ["", f"The final policy's mean action, {episodes} episodes (`trpo-bench evaluate`), against "
+                  f"[sb3-contrib]({SB3_URL}): mean over seeds ± standard error (std / √n), rl-baselines3-zoo's "
+                  "statistic:", "",
                   "| task | trpo-bench TRPO (v5) | n | sb3-contrib TRPO (v3, tuned per task) | n |",
                   "|---|---:|---:|---:|---:|"]
         for task in tasks:
-            r = final[(final["method"] == trpo) & (final["env_id"] == task)]
-            ours = (_pm(r["mean"].iloc[0], r["se"].iloc[0]), str(r["n"].iloc[0])) if len(r) else ("-", "0")
-            pub = SB3.get(_task(task))
-            lines.append(f"| {task} | {ours[0]} | {ours[1]} | {_pm(*pub) if pub else '-'} | {3 if pub else ''} |")
+            r, pub = _row(final, trpo, task), SB3.get(_task(task))
+            lines.append(f"| {task} | {'-' if r is None else _pm(r['mean'], r['se'])} | {0 if r is None else r['n']} "
+                         f"| {_pm(*pub) if pub else '-'} | {3 if pub else ''} |")
     if len(best):
-        runs = res.final[res.final["eval_every"].astype(int) > 0]
-        how = "/".join(sorted({f"{'its mean action' if d else 'the policy sampling its actions'}, {e} episodes "
-                               f"every {int(n) * int(k):,} steps" for d, e, n, k in
-                               runs[["eval_deterministic", "eval_episodes", "eval_every", "steps_per_update"]]
-                               .itertuples(index=False)}))
-        lines += ["", f"Evaluation during training ({how}), against [Tianshou]({TIANSHOU_URL}): the largest mean over seeds ± the std over "
-                  "seeds at that evaluation, Tianshou's statistic:", "",
-                  "| task | trpo-bench TRPO | Tianshou TRPO | trpo-bench NPG | Tianshou NPG | n (Tianshou: 10) |",
-                  "|---|---:|---:|---:|---:|---:|"]
+        how = "; ".join(f"{summary.algo_label(a)}: {_evaluations(res, m)}" for a, m in (("trpo", trpo), ("npg", npg))
+                        if m in set(best["method"]))
+        lines += ["", f"Evaluation during training ({how}), against [Tianshou]({TIANSHOU_URL}): the largest mean "
+                  "over seeds ± the std over seeds at that evaluation, Tianshou's statistic (Tianshou: 10 seeds, "
+                  "evaluating the policy sampling its actions):", "",
+                  "| task | trpo-bench TRPO | n | Tianshou TRPO | trpo-bench NPG | n | Tianshou NPG |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
         for task in tasks:
-            cells, ns = [], set()
-            for algo in ("trpo", "npg"):
-                r = best[(best["method"] == summary.algo_label(algo)) & (best["env_id"] == task)]
-                cells.append(f"{_pm(r['mean'].iloc[0], r['std'].iloc[0])} at {summary.format_steps(r['env_steps'].iloc[0])}"
-                             if len(r) else "-")
-                ns |= set(r["n"])
-                pub = TIANSHOU[algo].get(_task(task))
-                cells.append(_pm(*pub, digits=1) if pub else "-")
-            lines.append(f"| {task} | " + " | ".join(cells) + f" | {', '.join(map(str, sorted(ns))) or '0'} |")
+            cells = []
+            for algo, method in (("trpo", trpo), ("npg", npg)):
+                r, pub = _row(best, method, task), TIANSHOU[algo].get(_task(task))
+                cells += ["-" if r is None else f"{_pm(r['mean'], r['std'])} at {summary.format_steps(r['env_steps'])}",
+                          str(0 if r is None else r["n"]), _pm(*pub, digits=1) if pub else "-"]
+            lines.append(f"| {task} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -251,32 +286,31 @@ def readme_block() -> str:
     """The README's short results table: TRPO on the benchmark's tasks against the published
     figures, from results/mujoco."""
     res = results.compute(load_store(RESULTS / BENCHMARK), reps=REPS)
-    final = res.final[summary.usable(res.final)]
-    trpo = summary.algo_label("trpo")
+    trpo = _method_of(res, "trpo")
+    final = res.final[summary.usable(res.final) & (res.final["method"] == trpo)]
     evals = summary.final_eval_mean_se(res.final)
     best = summary.best_mean_eval(res.metrics, res.final)
     steps = "/".join(summary.format_steps(n) for n in provenance(RESULTS / BENCHMARK)["steps"])
     lines = [f"<!-- results:readme written by docs/results.py from results/{BENCHMARK}; do not edit by hand -->",
-             f"TRPO at the defaults, {steps} steps, v5 tasks; published figures are for v3. Each pair uses the "
-             "publisher's statistic: the final policy's mean action, mean ± standard error over seeds, against "
-             "sb3-contrib (3 seeds, tuned per task); the best mean over seeds of the sampling policy's evaluations "
-             "during training, ± std, against Tianshou (10 seeds). The training return is the IQM over seeds "
-             "with its 95% bootstrap CI. Tables, NPG and PG, and why the figures differ: "
-             "[docs/results.md](docs/results.md#7-the-benchmark-trpo-npg-and-pg-on-five-tasks).",
+             f"TRPO at the defaults, {steps} steps, v5 tasks; the published figures are for v3. Each pair uses "
+             "the publisher's statistic: the final policy's mean action, mean ± standard error over seeds, against "
+             "sb3-contrib (3 seeds, tuned per task); the best mean over seeds of the evaluations during training "
+             f"({_evaluations(res, trpo)}), ± std, against Tianshou (10 seeds, sampling). The training return is "
+             "the IQM over seeds with its 95% bootstrap CI. n: our runs in each statistic. Tables, NPG and PG, and "
+             "why the figures differ: [docs/results.md](docs/results.md#7-the-benchmark-trpo-npg-and-pg-on-five-tasks).",
              "",
-             "| task | training return, IQM [95% CI] | final mean action | sb3-contrib | best evaluation | Tianshou | n |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for task in sorted(final["env_id"].unique(), key=lambda t: list(SB3).index(_task(t)) if _task(t) in SB3
-                       else len(SB3)):
-        v = final.loc[(final["method"] == trpo) & (final["env_id"] == task), "final"].to_numpy(float)
-        point, low, high, kind = stats.estimate_over_runs(v, "iqm", reps=REPS, seed=stats.keyed_rng(0, task, trpo))
-        iqm = f"{_num(point)} [{_num(low)}, {_num(high)}]" if kind == stats.CI_KIND else _num(point)
-        e = evals[(evals["method"] == trpo) & (evals["env_id"] == task)]
-        b = best[(best["method"] == trpo) & (best["env_id"] == task)]
+             "| task | training return, IQM [95% CI] | n | final mean action | n | sb3-contrib | best evaluation | n "
+             "| Tianshou |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for task in _task_order(final["env_id"].unique()):
+        v = final.loc[final["env_id"] == task, "final"].to_numpy(float)
+        e, b = _row(evals, trpo, task), _row(best, trpo, task)
         pub_sb3, pub_ts = SB3.get(_task(task)), TIANSHOU["trpo"].get(_task(task))
-        lines.append(f"| {task} | {iqm} | {_pm(e['mean'].iloc[0], e['se'].iloc[0]) if len(e) else '-'} | "
-                     f"{_pm(*pub_sb3) if pub_sb3 else '-'} | {_pm(b['mean'].iloc[0], b['std'].iloc[0]) if len(b) else '-'} | "
-                     f"{_pm(*pub_ts) if pub_ts else '-'} | {v.size} |")
+        lines.append(f"| {task} | {_iqm_cell(v, task, trpo)} | {v.size} | "
+                     f"{'-' if e is None else _pm(e['mean'], e['se'])} | {0 if e is None else e['n']} | "
+                     f"{_pm(*pub_sb3) if pub_sb3 else '-'} | "
+                     f"{'-' if b is None else _pm(b['mean'], b['std'])} | {0 if b is None else b['n']} | "
+                     f"{_pm(*pub_ts) if pub_ts else '-'} |")
     lines.append("<!-- results:end readme -->")
     return "\n".join(lines)
 
@@ -293,7 +327,7 @@ def render(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 when docs/results.md is not what the stores say")
+    ap.add_argument("--check", action="store_true", help="exit 1 when docs/results.md or the README's table is not what the stores say")
     args = ap.parse_args(argv)
     stale = []
     for doc in (DOC, README):

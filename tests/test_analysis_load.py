@@ -165,3 +165,30 @@ def test_final_scores_use_the_last_tenth_of_updates(tmp_path):
     metrics.to_csv(path, index=False)
     final = summary.final_scores(load_store(grid)).set_index("run_id")
     assert final.loc["trpo-Hopper-v5-s0", "final"] == pytest.approx(19.0)  # last 2 of 20 updates: 19, NaN
+
+
+def test_a_run_stored_before_a_setting_existed_is_the_same_method(tmp_path):
+    """Runs of one grid written before and after a setting was added (one config.json without
+    it) load with its default for both, so they are one method, not two; an eval.json older
+    than the run's last update is not its final policy's."""
+    root = write_synthetic_store(tmp_path, updates=UPDATES)
+    grid = root / "main"
+    runs = sorted(p for p in grid.iterdir() if (p / "config.json").is_file())
+    before = load_store(grid)
+    old = runs[0] / "config.json"
+    config = json.loads(old.read_text())
+    config["config"].pop("eval_deterministic", None)
+    config["config"].pop("vf_lr")  # a setting every run has: absent, it stands for its default
+    old.write_text(json.dumps(config))
+    after = load_store(grid)
+    assert after.runs["eval_deterministic"].tolist() == [True] * len(after.runs)
+    settings = summary.method_settings(after.runs, after.axes)
+    assert settings == summary.method_settings(before.runs, before.axes)
+    assert sorted(summary.with_methods(after.runs, settings)["method"].unique()) == \
+        sorted(summary.with_methods(before.runs, settings)["method"].unique())
+
+    status = json.loads((runs[1] / "status.json").read_text())
+    for update, expected in ((status["updates"], 123.0), (status["updates"] - 1, None)):
+        (runs[1] / "eval.json").write_text(json.dumps({"return_mean": 123.0, "episodes": 5, "update": update}))
+        row = load_store(grid).runs.set_index("run_id").loc[runs[1].name]
+        assert (row["eval_return"] == expected) if expected else np.isnan(row["eval_return"])

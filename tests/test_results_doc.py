@@ -126,8 +126,8 @@ def test_the_benchmark_stands_beside_published_figures_under_their_statistics(be
                         f"{per_eval[:, best].mean():,.0f} ± {per_eval[:, best].std():,.0f}")
     assert f"| Hopper-v5 | {expect['trpo'][0]} | 2 | 3,372 ± 215 | 3 |" in text
     assert f"| Hopper-v5 | {expect['trpo'][1]} at " in text
-    assert f"| 2,046.0 ± 1,037.9 | {expect['npg'][1]} at " in text and "| 1,915.2 ± 550.5 | 2 |" in text
-    assert "the policy sampling its actions, 2 episodes every 512 steps" in text
+    assert f"| 2 | 2,046.0 ± 1,037.9 | {expect['npg'][1]} at " in text and "| 2 | 1,915.2 ± 550.5 |" in text
+    assert "TRPO: the policy sampling its actions, 2 episodes every 512 steps" in text
     assert "The final policy's mean action, 3 episodes" in text
-    assert f"| {expect['trpo'][0]} | 3,372 ± 215 | {expect['trpo'][1]} | 2,046 ± 1,038 | 2 |" in readme
+    assert f"| 2 | {expect['trpo'][0]} | 2 | 3,372 ± 215 | {expect['trpo'][1]} | 2 | 2,046 ± 1,038 |" in readme
     assert "TRPO at the defaults, 2.05k steps" in readme

@@ -136,8 +136,9 @@ class RunConfig:
     eval_episodes: int = _setting(5, "episodes per evaluation", "eval")
     # true: the mean action, as rl-baselines3-zoo evaluates; false: actions sampled as in
     # training, as Tianshou's TRPO and NPG benchmark (2021) evaluated.
-    eval_deterministic: bool = _setting(True, "evaluation takes the policy's mean (most likely) action: true | "
-                                        "false (samples actions as in training)", "eval")
+    eval_deterministic: bool = _setting(True, "evaluation during training (eval_every) takes the policy's mean "
+                                        "(most likely) action: true | false (samples actions as in training); "
+                                        "trpo-bench evaluate always takes the mean action", "eval")
     checkpoint_every: int = _setting(10, "write a checkpoint every N updates (and at the end)", "eval")
 
     # ------------------------------------------------------------------ helpers
