@@ -131,3 +131,17 @@ def test_the_benchmark_stands_beside_published_figures_under_their_statistics(be
     assert "The final policy's mean action, 3 episodes" in text
     assert f"| 2 | {expect['trpo'][0]} | 2 | 3,372 ± 215 | {expect['trpo'][1]} | 2 | 2,046 ± 1,038 |" in readme
     assert "TRPO at the defaults, 2.05k steps" in readme
+
+
+def test_a_store_varying_one_algorithm_has_no_single_figure_to_publish(tmp_path):
+    """The comparison with a published figure takes each algorithm's one method; a store whose
+    TRPO runs vary a setting is refused by name rather than compared on one of its methods."""
+    from analysis import results
+    from analysis.load import load_store
+    from analysis.synthetic import write_synthetic_store
+
+    res = results.compute(load_store(write_synthetic_store(tmp_path, updates=10) / "delta"), reps=50)
+    script = doc_script("results")
+    with pytest.raises(ValueError, match="trpo runs with different settings"):
+        script._method_of(res, "trpo")
+    assert script._method_of(res, "no-such-algo") is None
