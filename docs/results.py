@@ -297,7 +297,8 @@ def readme_block() -> str:
              "sb3-contrib (3 seeds, tuned per task); the best mean over seeds of the evaluations during training "
              f"({_evaluations(res, trpo)}), ± std, against Tianshou (10 seeds, sampling). The training return is "
              "the IQM over seeds with its 95% bootstrap CI. n: our runs in each statistic. Tables, NPG and PG, and "
-             "why the figures differ: [docs/results.md](docs/results.md#7-the-benchmark-trpo-npg-and-pg-on-five-tasks).",
+             "why the figures differ: "
+             "[docs/results.md](docs/results.md#7-the-benchmark-trpo-npg-and-pg-on-five-tasks).",
              "",
              "| task | training return, IQM [95% CI] | n | final mean action | n | sb3-contrib | best evaluation | n "
              "| Tianshou |",
@@ -327,7 +328,8 @@ def render(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 when docs/results.md or the README's table is not what the stores say")
+    ap.add_argument("--check", action="store_true",
+                    help="exit 1 when docs/results.md or the README's table is not what the stores say")
     args = ap.parse_args(argv)
     stale = []
     for doc in (DOC, README):
