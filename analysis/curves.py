@@ -184,7 +184,8 @@ def _span(values: Sequence[float]) -> float:
 @styled
 def plot_ablation(res: Results, axis: str, *, measure: str = "final_return") -> Figure:
     """A panel per task: final return against ``axis``; a series per combination of the other
-    method settings (never pooled), points the mean over finished runs, dots the runs. A
+    method settings (never pooled), points the IQM over finished runs (the statistic of the
+    report's and docs/results.md's tables), dots the runs. A
     categorical axis (``fvp``, ``kl_bound``) puts its values side by side, in method order."""
     others = [a for a in res.settings if a != axis]
     numeric = summary.is_numeric_axis(res.final, axis)
@@ -194,7 +195,7 @@ def plot_ablation(res: Results, axis: str, *, measure: str = "final_return") -> 
     series_of = final.drop_duplicates("method").set_index("method")[["series", axis]]
     by_series = final.drop(columns="method").rename(columns={"series": "method"})
     styles = method_styles(by_series, summary.method_order(by_series, others))
-    table = res.rows(measure, statistic="mean")
+    table = res.rows(measure, statistic="iqm")
     table = table[table["group"].isin(series_of.index)]
     tasks = summary.sorted_values(final["env_id"])
     if numeric:
@@ -246,8 +247,9 @@ def plot_ablation(res: Results, axis: str, *, measure: str = "final_return") -> 
                           label="individual runs"))
     legend_top(fig, handles)
     fewest = int(table["n"].min()) if len(table) else 0
-    notes = [f"Final return: mean of {RETURN} over the last 10% of each run's updates; points: mean over "
-             "finished runs" + (f", error bars: {CI_LABEL}." if bars else "."), small_sample_note(fewest)]
+    notes = [f"Final return: mean of {RETURN} over the last 10% of each run's updates; points: interquartile "
+             "mean (IQM) over finished runs" + (f", error bars: {CI_LABEL}." if bars else "."),
+             small_sample_note(fewest)]
     notes += summary.exclusion_notes(final.assign(method=final["series"] + ", " + final[axis].map(
         lambda v: summary.axis_value_label(axis, v))))
     caption(fig, notes)

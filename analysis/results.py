@@ -153,8 +153,8 @@ def _curve_rows(metrics: pd.DataFrame, x: str, measure: str, reps: int, seed: in
             if n_runs == 0:
                 continue
             if n_runs >= MIN_RUNS_FOR_CI:
-                point, low, high = stats.curve_interval(curves, "mean", reps=reps,
-                                                        seed=stats.keyed_rng(seed, task, method))
+                point, low, high = stats.curve_interval(curves, "mean", reps=reps,  # the same runs, the same band
+                                                        seed=stats.values_rng(seed, curves[has]))
                 kind = CI
             else:
                 with warnings.catch_warnings():  # points no run reaches are NaN, as they should be
@@ -266,12 +266,12 @@ def _trust_region_rows(res: Results, reps: int, seed: int) -> list[dict]:
         frac = finite(g, "policy/step_fraction")
         if len(frac):
             per_run = frac.groupby("run_id")["policy/step_fraction"].mean().to_numpy(float)
-            est, lo, hi, kind = interval(per_run, "mean", reps, stats.keyed_rng(seed, "fraction", method))
+            est, lo, hi, kind = interval(per_run, "mean", reps, stats.values_rng(seed, per_run))
             rows.append(_row(method, ALL_TASKS, "step_fraction", "mean", est, lo, hi, kind, per_run.size, runs, x=x))
         bt = finite(g, "policy/backtracks")
         for task, t in bt.groupby("env_id", sort=False):
             per_run = (t["policy/backtracks"] > 0).groupby(t["run_id"]).mean().to_numpy(float)
-            est, lo, hi, kind = interval(per_run, "mean", reps, stats.keyed_rng(seed, "backtrack", task, method))
+            est, lo, hi, kind = interval(per_run, "mean", reps, stats.values_rng(seed, per_run))
             rows.append(_row(method, task, "backtrack_share", "mean", est, lo, hi, kind, per_run.size, per_run.size,
                              x=x))
     res_rows, _ = cg_residuals(natural)

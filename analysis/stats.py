@@ -38,6 +38,17 @@ def keyed_rng(seed: int, *key: object) -> np.random.Generator:
     return np.random.default_rng([seed, *(zlib.crc32(str(k).encode()) for k in key)])
 
 
+def values_rng(seed: int, values: np.ndarray) -> np.random.Generator:
+    """A generator for the bootstrap over runs of one group, named by the group's values.
+
+    The same runs give the same CI wherever they appear (the default runs shared by several
+    ablations, identical runs of two methods), whatever the group is called and in whatever
+    order its runs come; use it with values sorted (``estimate_over_runs`` sorts them).
+    """
+    v = np.sort(np.asarray(values, dtype=np.float64).reshape(-1))
+    return np.random.default_rng([seed, zlib.crc32(v.tobytes()), v.size])
+
+
 def _quiet_nan(fn, *args, **kwargs):
     """Call a NaN-aware NumPy reduction without its all-NaN-slice warnings."""
     with warnings.catch_warnings():
@@ -354,15 +365,16 @@ CI_KIND, RANGE_KIND = "95% bootstrap CI", "range of runs"
 
 def estimate_over_runs(values: np.ndarray, statistic: str = "mean", *, reps: int = DEFAULT_REPS,
                        confidence: float = DEFAULT_CONFIDENCE,
-                       seed: int | np.random.Generator = 0) -> tuple[float, float, float, str]:
+                       seed: int | np.random.Generator | None = 0) -> tuple[float, float, float, str]:
     """(estimate, low, high, kind) of ``statistic`` ("mean" or "iqm") over runs (R,), NaN ignored.
+    ``seed=None``: a generator named by the values (:func:`values_rng` with seed 0).
 
     With MIN_RUNS_FOR_CI runs or more: a percentile bootstrap CI (kind CI_KIND); with 2 to
     MIN_RUNS_FOR_CI - 1: the range of the runs (RANGE_KIND); one run: no interval (NaN, "").
     """
     fn = {"mean": mean, "iqm": iqm}[statistic]
     v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
+    v = np.sort(v[np.isfinite(v)])  # the CI does not depend on the order the runs come in
     if v.size == 0:
         return math.nan, math.nan, math.nan, ""
     point = float(fn(v[None, :, None])[0])
@@ -370,7 +382,8 @@ def estimate_over_runs(values: np.ndarray, statistic: str = "mean", *, reps: int
         return point, math.nan, math.nan, ""
     if v.size < MIN_RUNS_FOR_CI:
         return point, float(v.min()), float(v.max()), RANGE_KIND
-    iv = stratified_bootstrap(v[:, None], fn, reps=reps, confidence=confidence, seed=seed)
+    iv = stratified_bootstrap(v[:, None], fn, reps=reps, confidence=confidence,
+                              seed=values_rng(0, v) if seed is None else seed)
     return float(iv.point), float(iv.low), float(iv.high), CI_KIND
 
 

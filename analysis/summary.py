@@ -34,7 +34,7 @@ AXIS_LABELS = {
     "backtrack_coef": "backtrack coef",
 }
 AXIS_TITLES = {
-    "max_kl": "trust-region size δ (max KL)",
+    "max_kl": "trust-region size δ (setting max_kl)",
     "cg_iters": "CG iterations",
     "cg_damping": "CG damping",
     "fvp_fraction": "fraction of the batch in FVPs",
@@ -260,7 +260,7 @@ def final_table(
         key = key if isinstance(key, tuple) else (key,)
         values = g.loc[keep.loc[g.index], "final"].to_numpy(dtype=float)
         est, lo, hi, kind = stats.estimate_over_runs(values, statistic, reps=reps, confidence=confidence,
-                                                     seed=stats.keyed_rng(seed, *key))
+                                                     seed=stats.values_rng(seed, values))
         rows.append({**dict(zip(by, key)), "estimate": est, "ci_low": lo, "ci_high": hi, "interval": kind,
                      "n": int(values.size), "n_runs": len(g)})
     table = pd.DataFrame(rows, columns=[*by, "estimate", "ci_low", "ci_high", "interval", "n", "n_runs"])

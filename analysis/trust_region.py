@@ -92,7 +92,8 @@ def _distribution_by(ax: Axes, res: Results, measure: str, column: str, by: str,
 
 
 def _setting_xlabel(by: str, log: bool) -> str:
-    return ("δ (max KL)" if by == "max_kl" else summary.AXIS_TITLES.get(by, by)) + (", log scale" if log else "")
+    title = "δ (setting max_kl)" if by == "max_kl" else summary.AXIS_TITLES.get(by, by)
+    return title + (", log scale" if log else "")
 
 
 def _algo_offset(k: int, n: int) -> float:

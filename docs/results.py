@@ -70,12 +70,16 @@ def _num(x: float, digits: int = 0) -> str:
     return "-" if not math.isfinite(x) else f"{x:,.{digits}f}"
 
 
-def _iqm_cell(values: np.ndarray, task: str, method: str) -> str:
-    """IQM over seeds with its 95% bootstrap CI, or the runs' range below MIN_RUNS_FOR_CI."""
-    point, low, high, kind = stats.estimate_over_runs(values, "iqm", reps=REPS, seed=stats.keyed_rng(0, task, method))
-    iv = f" [{_num(low)}, {_num(high)}]" if kind == stats.CI_KIND else \
-        (f" (range {_num(low)}-{_num(high)})" if kind else "")
-    return f"{_num(point)}{iv}"
+def _iqm_cell(res: results.Results, task: str, method: str) -> str:
+    """IQM over seeds with its 95% bootstrap CI, or the runs' range below MIN_RUNS_FOR_CI, as
+    ``analysis.results`` computed it for the grid's report and figures."""
+    rows = res.rows("final_return", statistic="iqm", task=task, group=method)
+    if rows.empty:
+        return "-"
+    r = rows.iloc[0]
+    iv = f" [{_num(r['ci_low'])}, {_num(r['ci_high'])}]" if r["interval"] == stats.CI_KIND else \
+        (f" (range {_num(r['ci_low'])}-{_num(r['ci_high'])})" if r["interval"] else "")
+    return f"{_num(r['estimate'])}{iv}"
 
 
 def final_table(res: results.Results) -> list[str]:
@@ -92,7 +96,7 @@ def final_table(res: results.Results) -> list[str]:
                 cells += ["", "", "0"]
                 continue
             sd = float(np.std(v, ddof=1)) if v.size > 1 else math.nan
-            cells += [_iqm_cell(v, task, method), f"{_num(float(v.mean()))} ± {_num(sd)}", str(v.size)]
+            cells += [_iqm_cell(res, task, method), f"{_num(float(v.mean()))} ± {_num(sd)}", str(v.size)]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 
@@ -307,7 +311,7 @@ def readme_block() -> str:
         v = final.loc[final["env_id"] == task, "final"].to_numpy(float)
         e, b = _row(evals, trpo, task), _row(best, trpo, task)
         pub_sb3, pub_ts = SB3.get(_task(task)), TIANSHOU["trpo"].get(_task(task))
-        lines.append(f"| {task} | {_iqm_cell(v, task, trpo)} | {v.size} | "
+        lines.append(f"| {task} | {_iqm_cell(res, task, trpo)} | {v.size} | "
                      f"{'-' if e is None else _pm(e['mean'], e['se'])} | {0 if e is None else e['n']} | "
                      f"{_pm(*pub_sb3) if pub_sb3 else '-'} | "
                      f"{'-' if b is None else _pm(b['mean'], b['std'])} | {0 if b is None else b['n']} | "

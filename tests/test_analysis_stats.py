@@ -196,3 +196,25 @@ def test_reference_table_covers_mujoco_v5_and_classic_control():
                    "InvertedPendulum-v5", "CartPole-v1", "Pendulum-v1"]:
         ref = stats.REFERENCE_SCORES[env_id]
         assert ref.reference > ref.random and ref.source
+
+
+def test_the_same_runs_get_the_same_interval_under_any_name_and_in_any_order():
+    """The default runs appear in several ablations and identical runs under two methods: their
+    CI must not depend on the group's label or the order its runs come in."""
+    import pandas as pd
+
+    from analysis import summary
+
+    v = np.array([694.0, 1259.0, 1916.0, 2625.0, 2847.0])
+    forward = stats.estimate_over_runs(v, "iqm", seed=None)
+    assert stats.estimate_over_runs(v[::-1], "iqm", seed=None) == forward
+    assert forward[3] == stats.CI_KIND and forward[1] < forward[0] < forward[2]
+    assert stats.values_rng(0, v).random() != stats.values_rng(0, v + 1).random()
+
+    final = pd.DataFrame({"env_id": "Hopper-v5", "method": ["a"] * 5 + ["b"] * 5 + ["c"] * 5,
+                          "final": np.concatenate([v, v[[3, 0, 4, 1, 2]], v + 1]), "finished": True})
+    for statistic in ("mean", "iqm"):
+        t = summary.final_table(final, statistic=statistic).set_index("method")
+        cols = ["estimate", "ci_low", "ci_high"]
+        assert t.loc["a", cols].tolist() == t.loc["b", cols].tolist()
+        assert t.loc["c", "estimate"] == t.loc["a", "estimate"] + 1
