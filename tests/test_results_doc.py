@@ -3,7 +3,8 @@
 Every run in a committed store carries the settings its grid file expands to today (so the
 current defaults wherever the grid does not set a value) and was computed by this version of
 trpo-bench; docs/results.md has a block for each store, and each block is what
-docs/results.py writes from it (runs, versions, CPU kind, returns, diagnostics)."""
+docs/results.py writes from it (runs, versions, CPU kind, returns, diagnostics); and today's
+code still computes a committed run's numbers (its first updates, retrained)."""
 
 from __future__ import annotations
 
@@ -145,3 +146,37 @@ def test_a_store_varying_one_algorithm_has_no_single_figure_to_publish(tmp_path)
     with pytest.raises(ValueError, match="trpo runs with different settings"):
         script._method_of(res, "trpo")
     assert script._method_of(res, "no-such-algo") is None
+
+
+PREFIX_UPDATES = 10
+
+
+@pytest.mark.parametrize("store", STORES, ids=lambda p: p.name)
+def test_todays_code_computes_the_first_updates_of_a_committed_run_bit_for_bit(store: Path, tmp_path: Path):
+    """Recorded settings say what a run was asked to do; this says the code still does it: one run
+    of each store, retrained for its first updates, gives the stored numbers in every column
+    but the wall times. Bits hold on the CPU kind and library versions the run recorded."""
+    import pandas as pd
+
+    from trpo_bench.config import build_config
+    from trpo_bench.train import RunOptions, run, versions
+
+    stored_run = sorted(iter_run_dirs(store))[0]
+    config = read_config(stored_run)
+    recorded, here = config["versions"], versions()
+    differ = {k: (recorded.get(k), here[k]) for k in ("cpu", "torch", "numpy", "mujoco") if recorded.get(k) != here[k]}
+    if differ:
+        pytest.skip(f"bits are reproducible on the recording machine's CPU kind and versions only: {differ}")
+    settings = complete_settings(config["config"])
+    settings["total_steps"] = PREFIX_UPDATES * settings["steps_per_update"]
+    cfg, problems = build_config(settings)
+    assert not problems
+    result = run(cfg, RunOptions(out=tmp_path, wandb="disabled", progress=False, handle_signals=False))
+    today = pd.read_csv(Path(result.run_dir) / "metrics.csv")
+    before = pd.read_csv(stored_run / "metrics.csv").iloc[:len(today)]
+    assert len(today) == PREFIX_UPDATES
+    columns = [c for c in today.columns if not c.startswith("time/")]
+    assert list(today.columns) == list(before.columns)
+    assert len(columns) > 15
+    changed = [c for c in columns if not today[c].equals(before[c])]
+    assert not changed, f"{stored_run.name}: today's code computes other numbers in {changed}; regenerate the store"
