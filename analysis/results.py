@@ -6,7 +6,8 @@ per (group, task, measure, x):
 
     group       the method (``summary.method_settings``), or "X" of a pair with ``versus`` "Y"
     task        env id, or ALL_TASKS for statistics pooled over tasks
-    measure     final_return, eval_return, return_curve, return_curve_walltime, normalized/<IQM|...>,
+    measure     final_return, final_return_difference (IQM of "X" minus "Y"'s, per task), eval_return,
+                return_curve, return_curve_walltime, normalized/<IQM|...>,
                 profile, probability_of_improvement, step_fraction, backtrack_share, kl, step_size,
                 cg_residual, time/<component>
     statistic   mean, iqm, median, ...
@@ -209,6 +210,52 @@ def _aggregate_rows(res: Results, overrides, reps: int, seed: int) -> list[dict]
     return rows
 
 
+def comparison_pairs(res: Results) -> list[tuple[str, str]]:
+    """(method, reference) pairs a difference is reported for: each method against its
+    algorithm at the default values of the grid's settings, and an NPG or PG method against
+    TRPO with the same settings (the δ ablation's question). Methods whose settings are not
+    RunConfig's (or a grid varying none) get no pair."""
+    from trpo_bench.config import DEFAULTS
+
+    defaults = DEFAULTS.to_dict()
+    axes = [a for a in res.settings if a not in ("algo", "env_id")]
+    if not axes or any(a not in defaults for a in axes):
+        return []
+    rows = res.final.drop_duplicates("method").set_index("method")
+    key = {m: (rows.at[m, "algo"], *(rows.at[m, a] for a in axes)) for m in res.methods if m in rows.index}
+    default = {k[0]: m for m, k in key.items() if all(v == defaults[a] for a, v in zip(axes, k[1:]))}
+    twin = {k: m for m, k in key.items()}
+    pairs = [(m, default[k[0]]) for m, k in key.items() if k[0] in default and default[k[0]] != m]
+    pairs += [(m, twin[("trpo", *k[1:])]) for m, k in key.items() if k[0] != "trpo" and ("trpo", *k[1:]) in twin]
+    return pairs
+
+
+def _difference_rows(res: Results, reps: int, seed: int) -> list[dict]:
+    """Per task, the IQM of a method's final returns minus its reference's (``comparison_pairs``),
+    with a bootstrap CI that resamples each group's runs independently (rliable's
+    StratifiedIndependentBootstrap on one task); the runs' range kind below MIN_RUNS_FOR_CI."""
+    ok = res.final[summary.usable(res.final)]
+    rows = []
+    for task in summary.sorted_values(ok["env_id"]):
+        here = ok[ok["env_id"] == task]
+        for a, b in comparison_pairs(res):
+            x = np.sort(here.loc[here["method"] == a, "final"].to_numpy(float))
+            y = np.sort(here.loc[here["method"] == b, "final"].to_numpy(float))
+            if not x.size or not y.size:
+                continue
+            point = float(stats.iqm(x[None, :, None])[0] - stats.iqm(y[None, :, None])[0])
+            low = high = math.nan
+            kind = ""
+            if min(x.size, y.size) >= MIN_RUNS_FOR_CI:
+                iv = stats.stratified_bootstrap_pair(
+                    x[:, None], y[:, None], lambda u, v: stats.iqm(u) - stats.iqm(v), reps=reps,
+                    seed=stats.values_rng(seed, np.concatenate([x, [np.inf], y])))
+                low, high, kind = float(iv.low), float(iv.high), CI
+            rows.append(_row(a, task, "final_return_difference", "iqm", point, low, high, kind,
+                             min(x.size, y.size), min(x.size, y.size), versus=b))
+    return rows
+
+
 def trust_region_axis(metrics: pd.DataFrame) -> str:
     """The setting the trust-region panels are drawn against: δ, unless δ is fixed and another
     trust-region setting varies (a CG-iterations, damping or line-search ablation)."""
@@ -332,6 +379,7 @@ def compute(store: RunStore, *, reps: int = stats.DEFAULT_REPS, seed: int = 0,
     res.identical = {t: [sorted(s, key=res.methods.index) for s in sets]
                      for t, sets in identical_methods(metrics).items()}
     rows = _final_rows(final, "final_return", reps, seed)
+    rows += _difference_rows(res, reps, seed)
     if eval_scores is not None and eval_scores["final"].notna().any():
         rows += _final_rows(eval_scores, "eval_return", reps, seed)
     rows += _curve_rows(metrics, "env_steps", "return_curve", reps, seed)

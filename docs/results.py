@@ -101,6 +101,35 @@ def final_table(res: results.Results) -> list[str]:
     return lines
 
 
+def difference_table(res: results.Results) -> list[str]:
+    """Per pair of ``results.comparison_pairs``: the IQM difference per task with its CI."""
+    d = res.rows("final_return_difference")
+    if d.empty:
+        return []
+    tasks = sorted(d["task"].unique())
+    lines = ["", "IQM of each setting's final training return minus its reference's (the algorithm at the "
+             "default settings; NPG against TRPO at the same settings), with a 95% bootstrap CI that resamples "
+             "each group's runs independently; n runs per group:", "",
+             "| difference | " + " | ".join(f"{t}: IQM difference [95% CI] | n" for t in tasks) + " |",
+             "|---|" + "---:|---:|" * len(tasks)]
+    for (group, versus), g in d.groupby(["group", "versus"], sort=False):
+        cells = []
+        for task in tasks:
+            r = g[g["task"] == task]
+            if r.empty:
+                cells += ["", "0"]
+                continue
+            r = r.iloc[0]
+            iv = f" [{_signed(r['ci_low'])}, {_signed(r['ci_high'])}]" if r["interval"] == stats.CI_KIND else ""
+            cells += [f"{_signed(r['estimate'])}{iv}", str(int(r["n"]))]
+        lines.append(f"| {group} − {versus} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _signed(x: float) -> str:
+    return "-" if not math.isfinite(x) else f"{x:+,.0f}".replace("-", "−")
+
+
 def diagnostics(res: results.Results) -> pd.DataFrame:
     """Per (method, task): each run's mean over its updates, then the mean over runs."""
     done = res.final[summary.usable(res.final)]
@@ -274,6 +303,7 @@ def block(name: str) -> str:
         "95% bootstrap CI over seeds, mean ± standard deviation, n runs:",
         "",
         *final_table(res),
+        *difference_table(res),
         "",
         "Trust-region diagnostics of the finished runs (each run's updates averaged, then the runs; KL is "
         "the mean or largest per-state KL(π_old ‖ π_new) after the update; the CG residual is "

@@ -180,3 +180,34 @@ def test_todays_code_computes_the_first_updates_of_a_committed_run_bit_for_bit(s
     assert len(columns) > 15
     changed = [c for c in columns if not today[c].equals(before[c])]
     assert not changed, f"{stored_run.name}: today's code computes other numbers in {changed}; regenerate the store"
+
+
+def test_differences_compare_each_setting_with_its_default_and_npg_with_trpo():
+    """The δ store: each setting against its algorithm at δ = 0.01 and NPG against TRPO at the
+    same δ; the estimate is the difference of scipy's 25%-trimmed means, and bit-identical runs
+    differ by exactly 0."""
+    import numpy as np
+    import scipy.stats
+
+    from analysis import results, summary
+    from analysis.load import load_store
+
+    res = results.compute(load_store(ROOT / "results" / "ablation_delta"), reps=1000)
+    pairs = results.comparison_pairs(res)
+    assert ("TRPO, δ=0.001", "TRPO, δ=0.01") in pairs and ("NPG, δ=0.1", "NPG, δ=0.01") in pairs
+    assert ("NPG, δ=0.1", "TRPO, δ=0.1") in pairs and ("TRPO, δ=0.01", "TRPO, δ=0.01") not in pairs
+    assert len(pairs) == 4 + 4 + 5
+    d = res.rows("final_return_difference").set_index(["group", "versus", "task"])
+    final = res.final[summary.usable(res.final)]
+
+    def iqm(method, task):
+        v = final.loc[(final["method"] == method) & (final["env_id"] == task), "final"].to_numpy(float)
+        return scipy.stats.trim_mean(v, 0.25)
+
+    far = d.loc[("TRPO, δ=0.001", "TRPO, δ=0.01", "HalfCheetah-v5")]
+    expected = iqm("TRPO, δ=0.001", "HalfCheetah-v5") - iqm("TRPO, δ=0.01", "HalfCheetah-v5")
+    assert far["estimate"] == pytest.approx(expected)
+    assert far["ci_low"] < far["estimate"] < far["ci_high"] < 0 and far["n"] == 5
+    same = d.loc[("NPG, δ=0.001", "TRPO, δ=0.001", "HalfCheetah-v5")]  # identical runs
+    assert same["estimate"] == 0 and same["ci_low"] < 0 < same["ci_high"]
+    assert np.isfinite(d["estimate"]).all() and (d["interval"] == results.CI).all()
