@@ -170,6 +170,21 @@ def _line_search_markdown(table: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _difference_markdown(res: results.Results) -> list[str]:
+    """Each method's IQM minus its reference's (``results.comparison_pairs``), per task."""
+    d = res.rows("final_return_difference")
+    if d.empty:
+        return []
+    lines = ["IQM difference from the reference: the algorithm at the default settings (NPG and PG also "
+             "against TRPO at the same settings); the CI resamples both groups' runs independently. With "
+             "few seeds a CI that excludes 0 is a finding to confirm, not a test passed.", "",
+             "| task | method | reference | IQM difference | n |", "|---|---|---|---:|---:|"]
+    for r in d.to_dict("records"):
+        iv = f" [{r['ci_low']:+,.1f}, {r['ci_high']:+,.1f}]" if r["interval"] == results.CI else ""
+        lines.append(f"| {r['task']} | {r['group']} | {r['versus']} | {r['estimate']:+,.1f}{iv} | {r['n']} |")
+    return [*lines, ""]
+
+
 def _tables_section(res: results.Results, out_dir: Path, tables_dir: Path, grid: str) -> tuple[list[str], list[Path]]:
     md: list[str] = []
     written: list[Path] = []
@@ -187,6 +202,7 @@ def _tables_section(res: results.Results, out_dir: Path, tables_dir: Path, grid:
                "Agarwal et al., 2021):", "", tables.to_markdown(table), _also_as(paths, out_dir), ""]
     elif len(table):
         md += ["No interquartile-mean table: with fewer than 4 runs per group it trims no run and equals the mean.", ""]
+    md += _difference_markdown(res)
     if len(res.rows("eval_return")):
         table = final_table(res, "eval_return", "iqm")
         episodes = sorted({int(e) for e in res.final["eval_json_episodes"].dropna()})

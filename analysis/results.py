@@ -213,13 +213,13 @@ def _aggregate_rows(res: Results, overrides, reps: int, seed: int) -> list[dict]
 def comparison_pairs(res: Results) -> list[tuple[str, str]]:
     """(method, reference) pairs a difference is reported for: each method against its
     algorithm at the default values of the grid's settings, and an NPG or PG method against
-    TRPO with the same settings (the δ ablation's question). Methods whose settings are not
-    RunConfig's (or a grid varying none) get no pair."""
+    TRPO with the same settings (the δ ablation's and the benchmark's question). A grid that
+    varies something other than RunConfig's settings (its runs' source) gets no pair."""
     from trpo_bench.config import DEFAULTS
 
     defaults = DEFAULTS.to_dict()
     axes = [a for a in res.settings if a not in ("algo", "env_id")]
-    if not axes or any(a not in defaults for a in axes):
+    if any(a not in defaults for a in axes):
         return []
     rows = res.final.drop_duplicates("method").set_index("method")
     key = {m: (rows.at[m, "algo"], *(rows.at[m, a] for a in axes)) for m in res.methods if m in rows.index}

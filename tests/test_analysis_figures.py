@@ -129,7 +129,7 @@ def test_one_run_per_group_gets_no_aggregates_profiles_or_intervals(stores, tmp_
     assert {"curves", "trust_region"} <= names
     assert not names & {"aggregate", "performance_profile", "probability_of_improvement"}
     md = write_report([stores / "one"], tmp_path, reps=REPS).read_text()
-    final = md[md.index("### Final return"):md.index("### Line search")]
+    final = md[md.index("### Final return"):md.index("IQM difference from the reference")]
     rows = [line for line in final.splitlines() if line.startswith(("| CartPole-v1", "| Hopper"))]
     assert len(rows) == 2 and all(row.count("(n=1)") + row.count("(n=0 of 1)") == 3 for row in rows)
     assert "[" not in "".join(rows) and "No interquartile-mean table" in final

@@ -48,6 +48,11 @@ def test_report_describes_the_grid_and_lists_failed_and_unfinished_runs(store_ro
     final = section(delta, "### Final return")
     assert "| task | TRPO, δ=0.003 | TRPO, δ=0.01 | TRPO, δ=0.03 | NPG, δ=0.003 | NPG, δ=0.01 | NPG, δ=0.03 |" in final
     assert re.search(r"\| CartPole-v1 \|.*n=2 of 3\) \|", final)  # the failed run is counted, not used
+    # each setting against its algorithm's default δ, and NPG against TRPO at the same δ
+    assert "| task | method | reference | IQM difference | n |" in final
+    assert re.search(r"\| CartPole-v1 \| TRPO, δ=0.003 \| TRPO, δ=0.01 \| [+-][\d,.]+ \| \d \|", final)
+    assert re.search(r"\| CartPole-v1 \| NPG, δ=0.03 \| TRPO, δ=0.03 \| [+-][\d,.]+ \| \d \|", final)
+    assert re.search(r"\| CartPole-v1 \| PG \| TRPO \| [+-][\d,.]+", section(main, "### Final return"))
 
 
 def test_report_figure_and_table_links_resolve(store_root, tmp_path):
@@ -63,7 +68,7 @@ def test_report_figure_and_table_links_resolve(store_root, tmp_path):
     assert md.count("| task | TRPO, CG iters=1 | TRPO, CG iters=3 | TRPO, CG iters=10 |") == 1
     # two seeds per group: an IQM trims nothing, so no second table that merely repeats the mean
     assert "No interquartile-mean table" in md and "tables/final_return_iqm.csv" not in links
-    final = md[md.index("### Final return"):md.index("### Line search")]
+    final = md[md.index("### Final return"):md.index("IQM difference from the reference")]
     (row,) = [line for line in final.splitlines() if line.startswith("| Hopper-v5")]
     assert row.count("n=2)") == 3 and "[" not in row  # two runs each: their range, no CI
 
