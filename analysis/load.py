@@ -130,7 +130,7 @@ def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
-def _setting_value(value: Any) -> Any:
+def setting_value(value: Any) -> Any:
     """A scalar as it is; a list of scalars (``hidden_sizes``) as "64x64", as run ids write it."""
     if isinstance(value, (list, tuple)) and all(_scalar(v) for v in value):
         return "x".join(map(str, value))
@@ -142,8 +142,8 @@ def _settings(config: Mapping[str, Any]) -> dict[str, Any]:
     A setting added after the run was stored takes the value it stands for
     (``config.complete_settings``), so runs before and after it are one method."""
     stored = config.get("config")
-    flat = {k: _setting_value(v) for k, v in (complete_settings(stored) if stored else {}).items()}
-    flat.update({k: _setting_value(v) for k, v in (config.get("axes") or {}).items()})
+    flat = {k: setting_value(v) for k, v in (complete_settings(stored) if stored else {}).items()}
+    flat.update({k: setting_value(v) for k, v in (config.get("axes") or {}).items()})
     reserved = set(META_COLUMNS) | set(RUN_STATUS_COLUMNS)
     return {k: v for k, v in flat.items() if _scalar(v) and k not in reserved and not is_metric(k)}
 

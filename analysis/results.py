@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats, summary
-from analysis.load import RunStore
+from analysis.load import RunStore, setting_value
 from analysis.summary import RETURN
 from trpo_bench.rundir import atomic_write_text
 
@@ -182,7 +182,7 @@ def _aggregate_rows(res: Results, overrides, reps: int, seed: int) -> list[dict]
             if few:
                 point, low, high, kind = float(fn(s[None])[0]), math.nan, math.nan, ""
             else:
-                iv = stats.stratified_bootstrap(s, fn, reps=reps, seed=stats.keyed_rng(seed, name, m))
+                iv = stats.stratified_bootstrap(s, fn, reps=reps, seed=stats.values_rng(seed, s))
                 point, low, high, kind = float(iv.point), float(iv.low), float(iv.high), CI
             rows.append(_row(m, ALL_TASKS, f"normalized/{name}", name, point, low, high, kind, runs[m], runs[m]))
     allv = np.concatenate([s[np.isfinite(s)] for s in scores.values()])
@@ -192,7 +192,7 @@ def _aggregate_rows(res: Results, overrides, reps: int, seed: int) -> list[dict]
             point, low, high, kind = stats.score_distribution(s[None], taus)[0], [math.nan] * taus.size, \
                 [math.nan] * taus.size, ""
         else:
-            point, low, high = stats.performance_profile(s, taus, reps=reps, seed=stats.keyed_rng(seed, m))
+            point, low, high = stats.performance_profile(s, taus, reps=reps, seed=stats.values_rng(seed, s))
             kind = CI
         rows += [_row(m, ALL_TASKS, "profile", "fraction above τ", float(point[i]), float(low[i]), float(high[i]),
                       kind, runs[m], runs[m], x=float(t)) for i, t in enumerate(taus)]
@@ -203,7 +203,8 @@ def _aggregate_rows(res: Results, overrides, reps: int, seed: int) -> list[dict]
             point, low, high, kind = float(stats.probability_of_improvement(scores[a][None], scores[b][None])[0]), \
                 math.nan, math.nan, ""
         else:
-            iv = stats.stratified_bootstrap_pair(scores[a], scores[b], reps=reps, seed=stats.keyed_rng(seed, a, b))
+            iv = stats.stratified_bootstrap_pair(scores[a], scores[b], reps=reps,
+                                                  seed=stats.values_rng(seed, scores[a], scores[b]))
             point, low, high, kind = float(iv.point), float(iv.low), float(iv.high), CI
         rows.append(_row(a, ALL_TASKS, "probability_of_improvement", "P(X > Y)", point, low, high, kind,
                          min(runs[a], runs[b]), min(runs[a], runs[b]), versus=b))
@@ -223,11 +224,21 @@ def comparison_pairs(res: Results) -> list[tuple[str, str]]:
         return []
     rows = res.final.drop_duplicates("method").set_index("method")
     key = {m: (rows.at[m, "algo"], *(rows.at[m, a] for a in axes)) for m in res.methods if m in rows.index}
-    default = {k[0]: m for m, k in key.items() if all(v == defaults[a] for a, v in zip(axes, k[1:]))}
+    default = {k[0]: m for m, k in key.items() if all(_is_default(v, defaults[a]) for a, v in zip(axes, k[1:]))}
     twin = {k: m for m, k in key.items()}
     pairs = [(m, default[k[0]]) for m, k in key.items() if k[0] in default and default[k[0]] != m]
     pairs += [(m, twin[("trpo", *k[1:])]) for m, k in key.items() if k[0] != "trpo" and ("trpo", *k[1:]) in twin]
     return pairs
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    """A stored setting's value equals RunConfig's default: lists as the loader writes them
+    ("64x64"), numbers by value whatever their type or spelling ("0.01", 0.01, 10, 10.0)."""
+    value, default = setting_value(value), setting_value(default)
+    try:
+        return math.isclose(float(value), float(default), rel_tol=1e-12, abs_tol=0.0)
+    except (TypeError, ValueError):
+        return str(value) == str(default)
 
 
 def _difference_rows(res: Results, reps: int, seed: int) -> list[dict]:
@@ -249,7 +260,7 @@ def _difference_rows(res: Results, reps: int, seed: int) -> list[dict]:
             if min(x.size, y.size) >= MIN_RUNS_FOR_CI:
                 iv = stats.stratified_bootstrap_pair(
                     x[:, None], y[:, None], lambda u, v: stats.iqm(u) - stats.iqm(v), reps=reps,
-                    seed=stats.values_rng(seed, np.concatenate([x, [np.inf], y])))
+                    seed=stats.values_rng(seed, x, y))
                 low, high, kind = float(iv.low), float(iv.high), CI
             rows.append(_row(a, task, "final_return_difference", "iqm", point, low, high, kind,
                              min(x.size, y.size), min(x.size, y.size), versus=b))

@@ -29,24 +29,18 @@ DEFAULT_FINAL_FRACTION = 0.1
 Statistic = Callable[[np.ndarray], np.ndarray]
 
 
-def keyed_rng(seed: int, *key: object) -> np.random.Generator:
-    """A generator for the bootstrap of one group, named by ``key`` (task, method, ...).
-
-    Seeded by the group's name rather than its position, so a group's CI stays the
-    same when other tasks or methods are added to the table or figure.
-    """
-    return np.random.default_rng([seed, *(zlib.crc32(str(k).encode()) for k in key)])
-
-
-def values_rng(seed: int, values: np.ndarray) -> np.random.Generator:
-    """A generator for the bootstrap over runs of one group, named by the group's values.
+def values_rng(seed: int, *groups: np.ndarray) -> np.random.Generator:
+    """A generator for a bootstrap over runs, named by the runs' values (each group's, in order).
 
     The same runs give the same CI wherever they appear (the default runs shared by several
     ablations, identical runs of two methods), whatever the group is called and in whatever
     order its runs come; use it with values sorted (``estimate_over_runs`` sorts them).
     """
-    v = np.sort(np.asarray(values, dtype=np.float64).reshape(-1))
-    return np.random.default_rng([seed, zlib.crc32(v.tobytes()), v.size])
+    key = [seed]
+    for values in groups:
+        v = np.sort(np.asarray(values, dtype=np.float64).reshape(-1))
+        key += [zlib.crc32(v.tobytes()), v.size]
+    return np.random.default_rng(key)
 
 
 def _quiet_nan(fn, *args, **kwargs):

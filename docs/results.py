@@ -108,8 +108,8 @@ def difference_table(res: results.Results) -> list[str]:
         return []
     tasks = sorted(d["task"].unique())
     lines = ["", "IQM of each setting's final training return minus its reference's (the algorithm at the "
-             "default settings; NPG against TRPO at the same settings), with a 95% bootstrap CI that resamples "
-             "each group's runs independently; n runs per group:", "",
+             "default settings; NPG and PG also against TRPO at the same settings), with a 95% bootstrap CI "
+             "that resamples each group's runs independently; n: runs in the smaller group:", "",
              "| difference | " + " | ".join(f"{t}: IQM difference [95% CI] | n" for t in tasks) + " |",
              "|---|" + "---:|---:|" * len(tasks)]
     for (group, versus), g in d.groupby(["group", "versus"], sort=False):

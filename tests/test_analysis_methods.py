@@ -64,3 +64,13 @@ def test_a_setting_that_changes_only_with_the_task_names_no_method(tmp_path, fas
     assert (table["n_runs"] == 2).all()
     report = write_report([tmp_path], tmp_path / "out").read_text()
     assert "steps_per_update per task: 1k (CartPole-v1), 2k (Hopper-v5)" in report
+
+
+def test_a_setting_at_its_default_is_recognised_in_any_stored_form():
+    """The reference of an IQM difference is the method at RunConfig's defaults, whatever form the
+    store gives a value: a list as the loader writes it, a number as a string or another type."""
+    from analysis.results import _is_default
+
+    assert _is_default("64x64", [64, 64]) and _is_default([64, 64], (64, 64))
+    assert _is_default("0.01", 0.01) and _is_default(10.0, 10) and _is_default("mean", "mean")
+    assert not _is_default("32x32", [64, 64]) and not _is_default(0.011, 0.01) and not _is_default("max", "mean")

@@ -151,8 +151,15 @@ def test_a_store_varying_one_algorithm_has_no_single_figure_to_publish(tmp_path)
 PREFIX_UPDATES = 10
 
 
-@pytest.mark.parametrize("store", STORES, ids=lambda p: p.name)
-def test_todays_code_computes_the_first_updates_of_a_committed_run_bit_for_bit(store: Path, tmp_path: Path):
+def _retrained_runs() -> list[Path]:
+    """The last run of each store by name (a non-default setting there: the torch value fit, δ = 0.1
+    with TRPO's line search, 50 CG iterations, ...) and the quickstart's PG run of seed 0."""
+    runs = [sorted(iter_run_dirs(store))[-1] for store in STORES]
+    return runs + [ROOT / "results" / "quickstart" / "pg-CartPole-v1-s0"]
+
+
+@pytest.mark.parametrize("stored_run", _retrained_runs(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_todays_code_computes_the_first_updates_of_a_committed_run_bit_for_bit(stored_run: Path, tmp_path: Path):
     """Recorded settings say what a run was asked to do; this says the code still does it: one run
     of each store, retrained for its first updates, gives the stored numbers in every column
     but the wall times. Bits hold on the CPU kind and library versions the run recorded."""
@@ -161,7 +168,6 @@ def test_todays_code_computes_the_first_updates_of_a_committed_run_bit_for_bit(s
     from trpo_bench.config import build_config
     from trpo_bench.train import RunOptions, run, versions
 
-    stored_run = sorted(iter_run_dirs(store))[0]
     config = read_config(stored_run)
     recorded, here = config["versions"], versions()
     differ = {k: (recorded.get(k), here[k]) for k in ("cpu", "torch", "numpy", "mujoco") if recorded.get(k) != here[k]}
@@ -211,3 +217,6 @@ def test_differences_compare_each_setting_with_its_default_and_npg_with_trpo():
     same = d.loc[("NPG, δ=0.001", "TRPO, δ=0.001", "HalfCheetah-v5")]  # identical runs
     assert same["estimate"] == 0 and same["ci_low"] < 0 < same["ci_high"]
     assert np.isfinite(d["estimate"]).all() and (d["interval"] == results.CI).all()
+    # aggregates over tasks too: identical runs, the same interval under either name
+    agg = res.rows("normalized/IQM").set_index("group")[["estimate", "ci_low", "ci_high"]]
+    assert agg.loc["TRPO, δ=0.001"].tolist() == agg.loc["NPG, δ=0.001"].tolist()
