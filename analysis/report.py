@@ -173,9 +173,12 @@ def _line_search_markdown(table: pd.DataFrame) -> list[str]:
 def _difference_markdown(res: results.Results) -> list[str]:
     """Each method's IQM minus its reference's (``results.comparison_pairs``), per task."""
     d = res.rows("final_return_difference")
+    missing = results.algorithms_without_reference(res)
+    note = [f"No difference from a default for {', '.join(summary.algo_label(a) for a in missing)}: none of its "
+            "methods runs at the default values of the settings this grid varies.", ""] if missing else []
     if d.empty:
-        return []
-    lines = ["IQM difference from the reference: the algorithm at the default settings (NPG and PG also "
+        return note
+    lines = [*note, "IQM difference from the reference: the algorithm at the default settings (NPG and PG also "
              "against TRPO at the same settings); the CI resamples both groups' runs independently. With "
              "few seeds a CI that excludes 0 is a finding to confirm, not a test passed.", "",
              "| task | method | reference | IQM difference | n |", "|---|---|---|---:|---:|"]

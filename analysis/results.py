@@ -216,19 +216,30 @@ def comparison_pairs(res: Results) -> list[tuple[str, str]]:
     algorithm at the default values of the grid's settings, and an NPG or PG method against
     TRPO with the same settings (the δ ablation's and the benchmark's question). A grid that
     varies something other than RunConfig's settings (its runs' source) gets no pair."""
+    return _references(res)[0]
+
+
+def algorithms_without_reference(res: Results) -> list[str]:
+    """Algorithms whose methods vary a setting but none of which runs at its default values:
+    their methods get no difference from a default (``comparison_pairs``), which a table says."""
+    return _references(res)[1]
+
+
+def _references(res: Results) -> tuple[list[tuple[str, str]], list[str]]:
     from trpo_bench.config import DEFAULTS
 
     defaults = DEFAULTS.to_dict()
     axes = [a for a in res.settings if a not in ("algo", "env_id")]
     if any(a not in defaults for a in axes):
-        return []
+        return [], []
     rows = res.final.drop_duplicates("method").set_index("method")
     key = {m: (rows.at[m, "algo"], *(rows.at[m, a] for a in axes)) for m in res.methods if m in rows.index}
     default = {k[0]: m for m, k in key.items() if all(_is_default(v, defaults[a]) for a, v in zip(axes, k[1:]))}
     twin = {k: m for m, k in key.items()}
     pairs = [(m, default[k[0]]) for m, k in key.items() if k[0] in default and default[k[0]] != m]
     pairs += [(m, twin[("trpo", *k[1:])]) for m, k in key.items() if k[0] != "trpo" and ("trpo", *k[1:]) in twin]
-    return pairs
+    missing = [] if not axes else list(dict.fromkeys(k[0] for k in key.values() if k[0] not in default))
+    return pairs, missing
 
 
 def _is_default(value: Any, default: Any) -> bool:

@@ -74,3 +74,20 @@ def test_a_setting_at_its_default_is_recognised_in_any_stored_form():
     assert _is_default("64x64", [64, 64]) and _is_default([64, 64], (64, 64))
     assert _is_default("0.01", 0.01) and _is_default(10.0, 10) and _is_default("mean", "mean")
     assert not _is_default("32x32", [64, 64]) and not _is_default(0.011, 0.01) and not _is_default("max", "mean")
+
+
+def test_an_algorithm_without_runs_at_the_defaults_is_named_not_skipped():
+    import types
+
+    import pandas as pd
+
+    from analysis import results
+
+    final = pd.DataFrame({"method": ["TRPO, CG damping=0.3", "TRPO, CG damping=1", "NPG, CG damping=0.3"],
+                          "algo": ["trpo", "trpo", "npg"], "cg_damping": [0.3, 1.0, 0.3]})
+    res = types.SimpleNamespace(settings=["algo", "cg_damping"], final=final, methods=list(final["method"]))
+    assert results.algorithms_without_reference(res) == ["trpo", "npg"]
+    assert results.comparison_pairs(res) == [("NPG, CG damping=0.3", "TRPO, CG damping=0.3")]
+    with_default = final.assign(cg_damping=[0.1, 1.0, 0.3])
+    res = types.SimpleNamespace(settings=["algo", "cg_damping"], final=with_default, methods=list(final["method"]))
+    assert results.algorithms_without_reference(res) == ["npg"]
