@@ -255,12 +255,14 @@ def _is_default(value: Any, default: Any) -> bool:
 def _difference_rows(res: Results, reps: int, seed: int) -> list[dict]:
     """Per task, the IQM of a method's final returns minus its reference's (``comparison_pairs``),
     with a bootstrap CI that resamples each group's runs independently (rliable's
-    StratifiedIndependentBootstrap on one task); the runs' range kind below MIN_RUNS_FOR_CI."""
+    StratifiedIndependentBootstrap on one task); below MIN_RUNS_FOR_CI runs in either group, the
+    difference alone, with no interval."""
     ok = res.final[summary.usable(res.final)]
+    pairs = comparison_pairs(res)
     rows = []
     for task in summary.sorted_values(ok["env_id"]):
         here = ok[ok["env_id"] == task]
-        for a, b in comparison_pairs(res):
+        for a, b in pairs:
             x = np.sort(here.loc[here["method"] == a, "final"].to_numpy(float))
             y = np.sort(here.loc[here["method"] == b, "final"].to_numpy(float))
             if not x.size or not y.size:
