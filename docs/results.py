@@ -18,6 +18,7 @@ tests/test_results_doc.py fails when a block differs.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import re
@@ -284,12 +285,18 @@ def published_tables(res: results.Results) -> list[str]:
     return lines
 
 
+@functools.cache
+def _computed(store_dir: Path, reps: int) -> results.Results:
+    """The statistics of one store, computed once per process: the benchmark's block and the
+    README's table read the same ones."""
+    return results.compute(load_store(store_dir), reps=reps)
+
+
 def block(name: str) -> str:
     """The generated text for results/<name>."""
     store_dir = RESULTS / name
     p = provenance(store_dir)
-    store = load_store(store_dir)
-    res = results.compute(store, reps=REPS)
+    res = _computed(store_dir, REPS)
     (version,) = p["versions"] if len(p["versions"]) == 1 else (None,)
     lines = [
         f"<!-- results:{name} written by docs/results.py from results/{name}; do not edit by hand -->",
@@ -319,7 +326,7 @@ def block(name: str) -> str:
 def readme_block() -> str:
     """The README's short results table: TRPO on the benchmark's tasks against the published
     figures, from results/mujoco."""
-    res = results.compute(load_store(RESULTS / BENCHMARK), reps=REPS)
+    res = _computed(RESULTS / BENCHMARK, REPS)
     trpo = _method_of(res, "trpo")
     final = res.final[summary.usable(res.final) & (res.final["method"] == trpo)]
     evals = summary.final_eval_mean_se(res.final)
