@@ -214,6 +214,48 @@ def test_second_launch_skips_everything(reference, capsys):
     assert sorted(listed) == sorted(["done", rid] for rid in TINY_IDS)
 
 
+def test_a_finished_grid_is_analysed_again_only_when_a_run_changed(reference, tmp_path, monkeypatch, capsys):
+    """A relaunch of a finished grid draws its figures once; it draws them again after a run's
+    files change (a new evaluation, one removed), not before."""
+    import analysis.report
+
+    path, grid_dir = reference
+    grid_dir = shutil.copytree(grid_dir, tmp_path / "runs" / "tiny")
+    drawn = []
+
+    def write_report_files(dirs, out):
+        drawn.append(dirs)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.md").write_text("report")
+        return [out / "report.md"]
+
+    monkeypatch.setattr(analysis.report, "write_report_files", write_report_files)
+    launch = ["grid", str(path), "--out", str(grid_dir.parent), "--wandb", "disabled"]
+
+    def relaunch() -> str:
+        capsys.readouterr()
+        assert cli.main(launch) == 0
+        return capsys.readouterr().out
+
+    def age_report() -> None:  # the report drawn a second ago, before any change below
+        report = grid_dir / "figures" / "report.md"
+        t = report.stat().st_mtime_ns - 1_000_000_000
+        os.utime(report, ns=(t, t))
+
+    relaunch()
+    assert len(drawn) == 1
+    assert "figures and report: current" in relaunch() and len(drawn) == 1
+    run = grid_dir / TINY_IDS[0]
+    age_report()
+    (run / "eval.json").write_text("{}")
+    relaunch()
+    assert len(drawn) == 2
+    age_report()
+    (run / "eval.json").unlink()
+    relaunch()
+    assert len(drawn) == 3
+
+
 def test_changed_grid_file_does_not_reuse_stored_runs(reference, tmp_path, capsys):
     _, grid_dir = reference
     changed = write_grid(tmp_path / "tiny.yaml", {**TINY, "base": {**TINY["base"], "total_steps": 4096}})

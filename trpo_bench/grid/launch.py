@@ -6,6 +6,7 @@ command finishes a grid that was interrupted or killed.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -44,6 +45,7 @@ from trpo_bench.grid.state import (
 from trpo_bench.locks import FileLock
 from trpo_bench.logger import preflight
 from trpo_bench.progress import fmt_steps
+from trpo_bench.rundir import CONFIG, EVAL, METRICS, STATUS, iter_run_dirs, read_json_or_none
 from trpo_bench.store import write_json
 
 QUEUED = "queued"  # a SLURM task of an earlier launch is queued or running for the run
@@ -145,7 +147,9 @@ class _Launch:
     # ---------------------------------------------------------------- entry
     def run(self) -> int:
         self.grid_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.grid_dir / GRID_RECORD, self.grid.record())
+        record = json.loads(json.dumps(self.grid.record(), default=str))
+        if read_json_or_none(self.grid_dir / GRID_RECORD) != record:  # unchanged, it keeps its time
+            write_json(self.grid_dir / GRID_RECORD, record)
         try:  # runs finished before a setting was added are entered under today's keys
             shared.reindex(Path(self.args.out))
         except OSError as err:
@@ -398,6 +402,10 @@ class _Launch:
                   f"({type(err).__name__}: {err})", file=sys.stderr)
             return
         out = self.grid_dir / "figures"
+        if report_is_current(self.grid_dir, out / "report.md"):
+            print(f"figures and report: current in {out}/ (no run changed since they were drawn); "
+                  f"trpo-bench report {self.grid_dir} redraws them")
+            return
         try:
             *paths, report = write_report_files([self.grid_dir], out)  # statistics computed once
         except Exception as err:
@@ -405,6 +413,28 @@ class _Launch:
                   f"trpo-bench plot {self.grid_dir}", file=sys.stderr)
             return
         print(f"figures: {len(list(paths or []))} files in {out}/; report: {report}")
+
+
+def report_is_current(grid_dir: Path, report: Path) -> bool:
+    """Whether ``report`` was written after every file the analysis reads from ``grid_dir``
+    (grid.json, and each run's config, status, metrics and evaluation) and after the last file
+    was added to or removed from a run directory: a relaunch of a finished grid then does not
+    redraw its figures."""
+    try:
+        drawn = report.stat().st_mtime_ns
+    except OSError:
+        return False
+    read = [grid_dir / GRID_RECORD]
+    for run_dir in iter_run_dirs(grid_dir, partial=True):
+        read += [run_dir, *(run_dir / name for name in (CONFIG, STATUS, METRICS, EVAL))]
+    return all(_mtime_ns(f) <= drawn for f in read)
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
 
 
 def resume_command() -> str:
