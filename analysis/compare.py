@@ -107,7 +107,7 @@ def read_baseline(path: Path) -> RunStore:
         rows.append({"run_id": run_id, "grid": label, "algo": str(method), "env_id": str(task), "seed": int(seed),
                      "state": "done", "total_steps": total, "env_steps": total, "updates": len(g), "error": None,
                      "has_metrics": True, "finished": True, "run_dir": str(path), "eval_return": math.nan,
-                     "eval_json_episodes": None, "_axes": ()})
+                     "eval_json_episodes": None, "eval_reward_terms": (), "_axes": ()})
         metrics.append(pd.DataFrame({"run_id": run_id, "grid": label, "algo": str(method), "env_id": str(task),
                                      "seed": int(seed), "state": "done", "total_steps": total,
                                      "env_steps": g["env_steps"].to_numpy(float),

@@ -44,7 +44,7 @@ from trpo_bench.rundir import (
 
 META_COLUMNS = ("run_id", "grid", "algo", "env_id", "seed", "state", "total_steps")
 RUN_STATUS_COLUMNS = ("env_steps", "updates", "error", "has_metrics", "finished", "run_dir", "eval_return",
-                      "eval_json_episodes")
+                      "eval_json_episodes", "eval_reward_terms")
 UNGROUPED = "ungrouped"
 
 
@@ -64,7 +64,9 @@ class RunStore:
         env_steps >= total_steps. ``eval_return`` is the deterministic return of the
         final policy from eval.json (``trpo-bench evaluate``), NaN without one, over
         ``eval_json_episodes`` episodes (the setting ``eval_episodes`` is the periodic
-        evaluation's).
+        evaluation's); ``eval_reward_terms`` holds that evaluation's reward terms, each summed
+        over an episode and averaged over the episodes, as sorted (name, value) pairs (empty
+        where the task reports none or the run has no eval.json).
     grids: grid name -> grid.json contents, for grids that have one.
     axes: the grid axes declared by the runs, other than algo and env_id.
 
@@ -195,6 +197,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None]:
         "run_dir": str(run_dir),
         "eval_return": float(evaluation.get("return_mean", math.nan)),
         "eval_json_episodes": evaluation.get("episodes"),
+        "eval_reward_terms": tuple(sorted((evaluation.get("reward_terms") or {}).items())),
         "_axes": tuple(a for a in (config.get("axes") or {}) if a not in ("algo", "env_id")),
     }
     return row, metrics

@@ -360,6 +360,25 @@ def final_eval_mean_se(final: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "env_id", "mean", "se", "n"])
 
 
+def final_eval_terms(final: pd.DataFrame) -> pd.DataFrame:
+    """Where the final deterministic evaluation's return comes from: each reward term the task
+    reports (eval.json's ``reward_terms``: a term summed over an episode, averaged over the
+    episodes) averaged over the finished runs of a method and task that recorded it. Columns
+    method, env_id, term (the info key without ``reward_``), mean, n; one row per term."""
+    ok = final[final["finished"].astype(bool) & np.isfinite(final["eval_return"].astype(float))]
+    rows = []
+    for (method, task), g in ok.groupby(["method", "env_id"], sort=False):
+        per_run = [dict(t) for t in g["eval_reward_terms"] if len(t)]
+        if not per_run:
+            continue
+        names = [n for n in dict.fromkeys(n for terms in per_run for n in terms) if all(n in t for t in per_run)]
+        for name in names:
+            v = np.array([t[name] for t in per_run])
+            rows.append({"method": method, "env_id": task, "term": name.removeprefix("reward_"),
+                         "mean": float(v.mean()), "n": int(v.size)})
+    return pd.DataFrame(rows, columns=["method", "env_id", "term", "mean", "n"])
+
+
 def best_mean_eval(metrics: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
     """Tianshou's statistic (``examples/mujoco/analysis.py``, "max average return"): the
     periodic evaluations (``eval/return_mean``) averaged over seeds at each evaluation, the

@@ -81,3 +81,53 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     assert "holds no runs" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path), "--episodes", "0"]) == 2
     assert "--episodes must be >= 1" in capsys.readouterr().err
+
+
+def test_an_evaluation_written_without_reward_terms_is_redone_with_the_same_returns(trained, capsys):
+    assert main(["evaluate", str(trained), "--episodes", "2"]) == 0
+    record = json.loads((trained / "eval.json").read_text())
+    assert record["reward_terms"] == {}  # CartPole reports none
+    (trained / "eval.json").write_text(json.dumps({k: v for k, v in record.items() if k != "reward_terms"}))
+    capsys.readouterr()
+    assert main(["evaluate", str(trained), "--episodes", "2"]) == 0
+    assert "1 evaluated, 0 already current" in capsys.readouterr().out
+    assert json.loads((trained / "eval.json").read_text()) == record
+
+
+def test_reward_terms_pass_the_env_through_and_add_up_to_each_episode_s_return():
+    """Hopper-v5 with random actions over several episodes: the wrapped env gives the same bits
+    as the bare one, and forward + ctrl + survive summed over an episode is its return."""
+    from trpo_bench.envs import make_env
+    from trpo_bench.evaluate import RewardTerms, mean_terms
+
+    bare, wrapped = make_env("Hopper-v5"), RewardTerms(make_env("Hopper-v5"))
+    rng = np.random.default_rng(0)
+    returns, ret = [], 0.0
+    for env in (bare, wrapped):
+        env.reset(seed=3)
+    while len(returns) < 4:
+        a = rng.uniform(-1, 1, size=3)
+        (o1, r1, te1, tr1, _), (o2, r2, te2, tr2, _) = bare.step(a), wrapped.step(a)
+        assert np.array_equal(o1, o2) and (r1, te1, tr1) == (r2, te2, tr2)
+        ret += r1
+        if te1 or tr1:
+            returns.append(ret)
+            ret = 0.0
+            bare.reset()
+            wrapped.reset()
+    assert [set(e) for e in wrapped.episodes] == [{"reward_forward", "reward_ctrl", "reward_survive"}] * 4
+    for terms, r in zip(wrapped.episodes, returns):
+        assert sum(terms.values()) == pytest.approx(r, rel=1e-12, abs=1e-9)
+        assert terms["reward_ctrl"] < 0 < terms["reward_survive"]
+    mean = mean_terms(wrapped.episodes)
+    assert mean["reward_forward"] == pytest.approx(np.mean([e["reward_forward"] for e in wrapped.episodes]))
+
+
+def test_a_mujoco_run_s_evaluation_records_where_its_return_comes_from(tmp_path):
+    out = tmp_path / "runs"
+    assert main(["train", "--env", "Hopper-v5", "--steps", "1024", "--out", str(out), *QUICK]) == 0
+    (run,) = [p.parent for p in out.rglob("status.json")]
+    assert main(["evaluate", str(run), "--episodes", "2"]) == 0
+    record = json.loads((run / "eval.json").read_text())
+    assert set(record["reward_terms"]) == {"reward_forward", "reward_ctrl", "reward_survive"}
+    assert sum(record["reward_terms"].values()) == pytest.approx(record["return_mean"], rel=1e-12)

@@ -132,6 +132,12 @@ def test_the_benchmark_stands_beside_published_figures_under_their_statistics(be
     assert "The final policy's mean action, 3 episodes" in text
     assert f"| 2 | {expect['trpo'][0]} | 2 | 3,372 ± 215 | {expect['trpo'][1]} | 2 | 2,046 ± 1,038 |" in readme
     assert "TRPO at the defaults, 2.05k steps" in readme
+    # the reward terms behind TRPO's mean-action return, averaged over its runs' eval.json
+    trpo_terms = [e["reward_terms"] for k, (e, _) in files.items() if k.startswith("trpo-")]
+    cells = " | ".join(f"{np.mean([t[f'reward_{name}'] for t in trpo_terms]):,.0f}"
+                       for name in ("forward", "ctrl", "survive"))
+    assert "| task | return | forward | ctrl | survive | n |" in text
+    assert f"| Hopper-v5 | {expect['trpo'][0].split(' ± ')[0]} | {cells} | 2 |" in text
 
 
 def test_a_store_varying_one_algorithm_has_no_single_figure_to_publish(tmp_path):

@@ -14,7 +14,7 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -184,11 +184,12 @@ class StepResult:
 
 
 class VecEnv:
-    """``num_envs`` copies of one gymnasium env, stepped in turn, reset automatically."""
+    """``num_envs`` copies of one gymnasium env, stepped in turn, reset automatically; ``wrap``, when
+    given, wraps each copy (evaluation sums the reward terms a task reports this way)."""
 
-    def __init__(self, env_id: str, num_envs: int, seed: int):
+    def __init__(self, env_id: str, num_envs: int, seed: int, wrap: Callable[[gym.Env], gym.Env] | None = None):
         self.env_id = env_id
-        self.envs = [make_env(env_id) for _ in range(num_envs)]
+        self.envs = [make_env(env_id) if wrap is None else wrap(make_env(env_id)) for _ in range(num_envs)]
         self.num_envs = num_envs
         self.observation_space = self.envs[0].observation_space
         self.action_space = self.envs[0].action_space

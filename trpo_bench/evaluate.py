@@ -7,7 +7,8 @@ results.json). This module measures the same thing for our runs, from the final 
 so the two can be compared:
 
 ```
-runs/<grid>/<run_id>/eval.json   episodes' returns and lengths of the deterministic policy
+runs/<grid>/<run_id>/eval.json   episodes' returns and lengths of the deterministic policy, and
+                                 the reward terms the task reports (MuJoCo: forward, ctrl, ...)
 ```
 
 The evaluation env is seeded from the run's seed (``seed + EVAL_SEED_OFFSET``), so a repeated
@@ -19,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from trpo_bench.config import ConfigError, build_config
@@ -26,6 +28,42 @@ from trpo_bench.envs import VecEnv, action_bounds
 from trpo_bench.store import EVAL, RunStore, read_json, write_json
 
 EVAL_SEED_OFFSET = 2_000_003  # away from the training seed and from periodic evaluations' seeds
+
+
+class RewardTerms(gym.Wrapper):
+    """Passes every call through and sums, per episode, the reward terms the task reports in its
+    step infos (gymnasium's MuJoCo tasks: ``reward_forward``, ``reward_ctrl``, ``reward_contact``,
+    ``reward_survive``, which add up to the reward). ``episodes`` holds one dict per finished
+    episode, in order."""
+
+    PREFIX = "reward_"
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.episodes: list[dict[str, float]] = []
+        self._sums: dict[str, float] = {}
+
+    def reset(self, **kwargs):
+        self._sums = {}
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        for key, value in info.items():
+            if key.startswith(self.PREFIX) and np.ndim(value) == 0:
+                self._sums[key] = self._sums.get(key, 0.0) + float(value)
+        if terminated or truncated:
+            self.episodes.append(self._sums)
+            self._sums = {}
+        return obs, reward, terminated, truncated, info
+
+
+def mean_terms(episodes: list[dict[str, float]]) -> dict[str, float]:
+    """Each term's per-episode sum averaged over ``episodes``: the terms every episode reported."""
+    if not episodes:
+        return {}
+    names = sorted(set.intersection(*(set(e) for e in episodes)))
+    return {name: float(np.mean([e[name] for e in episodes])) for name in names}
 
 
 def run_episodes(agent, venv: VecEnv, episodes: int,
@@ -78,12 +116,13 @@ def evaluate_run(run_dir: str | Path, episodes: int = 10, trust_checkpoint: bool
                            "evaluate the original run store"])
     set_threads(cfg.torch_threads)
     seed = cfg.seed + EVAL_SEED_OFFSET
-    venv = VecEnv(cfg.env_id, 1, seed)
+    venv = VecEnv(cfg.env_id, 1, seed, wrap=RewardTerms)
     try:
         venv.reset()
         agent = Agent(cfg, venv)  # reads the spaces only
         agent.load_state_dict(checkpoint["agent"])
         returns, lengths = run_episodes(agent, venv, episodes)
+        (terms,) = venv.envs
     finally:
         venv.close()
     record = {
@@ -91,15 +130,18 @@ def evaluate_run(run_dir: str | Path, episodes: int = 10, trust_checkpoint: bool
         "update": checkpoint["update"], "env_steps": checkpoint["env_steps"],
         "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
         "returns": [float(r) for r in returns], "lengths": [int(n) for n in lengths],
+        "reward_terms": mean_terms(terms.episodes[:episodes]),
     }
     write_json(run_dir / EVAL, record)
     return record
 
 
 def is_current(run_dir: Path, episodes: int) -> bool:
-    """eval.json exists for this many episodes and for the run's last update."""
+    """eval.json exists for this many episodes and for the run's last update, with the reward
+    terms (an evaluation written before they were recorded is redone: the same returns)."""
     path = run_dir / EVAL
     if not path.is_file():
         return False
     record, status = read_json(path), RunStore(run_dir).read_status() or {}
-    return record.get("episodes") == episodes and record.get("update") == status.get("updates")
+    return (record.get("episodes") == episodes and record.get("update") == status.get("updates")
+            and "reward_terms" in record)
