@@ -363,20 +363,23 @@ def final_eval_mean_se(final: pd.DataFrame) -> pd.DataFrame:
 def final_eval_terms(final: pd.DataFrame) -> pd.DataFrame:
     """Where the final deterministic evaluation's return comes from: each reward term the task
     reports (eval.json's ``reward_terms``: a term summed over an episode, averaged over the
-    episodes) averaged over the finished runs of a method and task that recorded it. Columns
-    method, env_id, term (the info key without ``reward_``), mean, n; one row per term."""
+    episodes) averaged over the finished runs of a method and task that recorded terms. Columns
+    method, env_id, term (the info key without ``reward_``), mean, n, and return: the mean
+    over the same runs of their evaluation's return; one row per term."""
     ok = final[final["finished"].astype(bool) & np.isfinite(final["eval_return"].astype(float))]
     rows = []
     for (method, task), g in ok.groupby(["method", "env_id"], sort=False):
-        per_run = [dict(t) for t in g["eval_reward_terms"] if len(t)]
-        if not per_run:
+        g = g[g["eval_reward_terms"].map(len) > 0]
+        if g.empty:
             continue
+        per_run = [dict(t) for t in g["eval_reward_terms"]]
         names = [n for n in dict.fromkeys(n for terms in per_run for n in terms) if all(n in t for t in per_run)]
+        ret = float(g["eval_return"].astype(float).mean())
         for name in names:
             v = np.array([t[name] for t in per_run])
             rows.append({"method": method, "env_id": task, "term": name.removeprefix("reward_"),
-                         "mean": float(v.mean()), "n": int(v.size)})
-    return pd.DataFrame(rows, columns=["method", "env_id", "term", "mean", "n"])
+                         "mean": float(v.mean()), "n": int(v.size), "return": ret})
+    return pd.DataFrame(rows, columns=["method", "env_id", "term", "mean", "n", "return"])
 
 
 def best_mean_eval(metrics: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:

@@ -267,7 +267,7 @@ def published_tables(res: results.Results) -> list[str]:
             r, pub = _row(final, trpo, task), SB3.get(_task(task))
             lines.append(f"| {task} | {'-' if r is None else _pm(r['mean'], r['se'])} | {0 if r is None else r['n']} "
                          f"| {_pm(*pub) if pub else '-'} | {3 if pub else ''} |")
-        lines += terms_table(res, final, trpo, tasks, episodes)
+        lines += terms_table(res, trpo, tasks, episodes)
     if len(best):
         how = "; ".join(f"{summary.algo_label(a)}: {_evaluations(res, m)}" for a, m in (("trpo", trpo), ("npg", npg))
                         if m in set(best["method"]))
@@ -296,10 +296,9 @@ def _computed(store_dir: Path, reps: int) -> results.Results:
 TERMS = ("forward", "ctrl", "contact", "survive")  # gymnasium's MuJoCo reward terms, in this order
 
 
-def terms_table(res: results.Results, final: pd.DataFrame, method: str, tasks: list[str],
-                episodes: str) -> list[str]:
+def terms_table(res: results.Results, method: str, tasks: list[str], episodes: str) -> list[str]:
     """The reward terms behind the final mean-action return of ``method``, per task (none when
-    its evaluations recorded no terms), after a blank line."""
+    its evaluations recorded no terms), after a blank line; return and terms over the same runs."""
     terms = summary.final_eval_terms(res.final)
     terms = terms[terms["method"] == method]
     if terms.empty:
@@ -307,14 +306,14 @@ def terms_table(res: results.Results, final: pd.DataFrame, method: str, tasks: l
     names = [t for t in TERMS if t in set(terms["term"])] + sorted(set(terms["term"]) - set(TERMS))
     lines = ["", "Where that return comes from: each reward term the task reports in its infos, summed over "
              f"an episode, averaged over the {episodes} episodes and then over the seeds (ctrl is the action cost; "
-             "survive the healthy reward, 1 per step alive):", "",
+             "survive the healthy reward, 1 per step alive on these tasks):", "",
              "| task | return | " + " | ".join(names) + " | n |", "|---|---:|" + "---:|" * len(names) + "---:|"]
     for task in tasks:
-        here, r = terms[terms["env_id"] == task].set_index("term"), _row(final, method, task)
-        if here.empty or r is None:
+        here = terms[terms["env_id"] == task].set_index("term")
+        if here.empty:
             continue
         cells = [_num(here.at[t, "mean"]) if t in here.index else "-" for t in names]
-        lines.append(f"| {task} | {_num(r['mean'])} | " + " | ".join(cells) + f" | {int(here['n'].min())} |")
+        lines.append(f"| {task} | {_num(here['return'].iloc[0])} | " + " | ".join(cells) + f" | {here['n'].iloc[0]} |")
     return lines
 
 

@@ -241,3 +241,18 @@ def test_a_categorical_axis_separates_methods_like_a_numeric_one():
     assert summary.method_order(labelled, ["vf_backend"]) == ["TRPO, vf_backend=numpy", "TRPO, vf_backend=torch"]
     numeric = runs.assign(max_kl=[0.01, 0.01, 0.03, 0.03], vf_backend="numpy")
     assert summary.varying_axes(numeric, axes) == ["max_kl"]
+
+
+def test_reward_terms_and_their_return_are_averaged_over_the_same_runs():
+    """A run evaluated before terms were recorded enters neither the terms nor the return beside
+    them, so the terms add up to the return printed with them."""
+    final = pd.DataFrame({
+        "method": "TRPO", "env_id": "Hopper-v5", "finished": True, "eval_return": [1000.0, 2000.0, 9000.0],
+        "eval_reward_terms": [(("reward_ctrl", -10.0), ("reward_forward", 510.0), ("reward_survive", 500.0)),
+                              (("reward_ctrl", -30.0), ("reward_forward", 1230.0), ("reward_survive", 800.0)),
+                              ()],
+    })
+    terms = summary.final_eval_terms(final).set_index("term")
+    assert terms.loc["forward", "mean"] == 870.0 and terms.loc["ctrl", "mean"] == -20.0
+    assert (terms["return"] == 1500.0).all() and (terms["n"] == 2).all()
+    assert terms["mean"].sum() == 1500.0

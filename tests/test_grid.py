@@ -214,9 +214,10 @@ def test_second_launch_skips_everything(reference, capsys):
     assert sorted(listed) == sorted(["done", rid] for rid in TINY_IDS)
 
 
-def test_a_finished_grid_is_analysed_again_only_when_a_run_changed(reference, tmp_path, monkeypatch, capsys):
-    """A relaunch of a finished grid draws its figures once; it draws them again after a run's
-    files change (a new evaluation, one removed), not before."""
+def test_a_finished_grid_is_analysed_again_only_when_its_inputs_changed(reference, tmp_path, monkeypatch, capsys):
+    """A relaunch of a finished grid draws its figures once; it draws them again after anything
+    they are drawn from changes (an evaluation added or removed, a file copied in with an old
+    time, a run directory removed, other analysis code), not before."""
     import analysis.report
 
     path, grid_dir = reference
@@ -237,23 +238,30 @@ def test_a_finished_grid_is_analysed_again_only_when_a_run_changed(reference, tm
         assert cli.main(launch) == 0
         return capsys.readouterr().out
 
-    def age_report() -> None:  # the report drawn a second ago, before any change below
-        report = grid_dir / "figures" / "report.md"
-        t = report.stat().st_mtime_ns - 1_000_000_000
-        os.utime(report, ns=(t, t))
-
     relaunch()
     assert len(drawn) == 1
     assert "figures and report: current" in relaunch() and len(drawn) == 1
     run = grid_dir / TINY_IDS[0]
-    age_report()
     (run / "eval.json").write_text("{}")
     relaunch()
-    assert len(drawn) == 2
-    age_report()
+    assert len(drawn) == 2 and "figures and report: current" in relaunch()
     (run / "eval.json").unlink()
     relaunch()
     assert len(drawn) == 3
+    old = (run / "status.json").stat()
+    (run / "status.json").write_text((run / "status.json").read_text())  # a copy keeping the old time
+    os.utime(run / "status.json", ns=(old.st_atime_ns, old.st_mtime_ns - 10**9))
+    relaunch()
+    assert len(drawn) == 4
+    drawn_from = grid_dir / "figures" / ".drawn_from.json"
+    record = json.loads(drawn_from.read_text())
+    drawn_from.write_text(json.dumps({**record, "analysis_code": "0" * 64}))  # drawn by other analysis code
+    relaunch()
+    assert len(drawn) == 5 and json.loads(drawn_from.read_text()) == record
+    grid_dir = Path(grid_dir)
+    shutil.rmtree(grid_dir / TINY_IDS[1])
+    relaunch()  # trains the removed run again: its new files are drawn
+    assert len(drawn) == 6
 
 
 def test_changed_grid_file_does_not_reuse_stored_runs(reference, tmp_path, capsys):

@@ -31,10 +31,11 @@ EVAL_SEED_OFFSET = 2_000_003  # away from the training seed and from periodic ev
 
 
 class RewardTerms(gym.Wrapper):
-    """Passes every call through and sums, per episode, the reward terms the task reports in its
-    step infos (gymnasium's MuJoCo tasks: ``reward_forward``, ``reward_ctrl``, ``reward_contact``,
-    ``reward_survive``, which add up to the reward). ``episodes`` holds one dict per finished
-    episode, in order."""
+    """Passes every call through and sums, per episode, the ``reward_*`` terms the task reports
+    in its step infos. On gymnasium's locomotion tasks (Hopper, HalfCheetah, Walker2d, Ant,
+    Swimmer, Humanoid) these are ``reward_forward``, ``reward_ctrl``, ``reward_contact`` and
+    ``reward_survive``, and they add up to the reward; other tasks report other terms, or terms
+    without the prefix, or none. ``episodes`` holds one dict per finished episode, in order."""
 
     PREFIX = "reward_"
 

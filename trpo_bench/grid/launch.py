@@ -6,6 +6,7 @@ command finishes a grid that was interrupted or killed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -402,9 +403,10 @@ class _Launch:
                   f"({type(err).__name__}: {err})", file=sys.stderr)
             return
         out = self.grid_dir / "figures"
-        if report_is_current(self.grid_dir, out / "report.md"):
-            print(f"figures and report: current in {out}/ (no run changed since they were drawn); "
-                  f"trpo-bench report {self.grid_dir} redraws them")
+        inputs = analysis_inputs(self.grid_dir)  # before drawing: a run changing meanwhile is drawn next time
+        if (out / REPORT).is_file() and read_json_or_none(out / DRAWN_FROM) == inputs:
+            print(f"figures and report: current in {out}/ (no run and no analysis code changed since they were "
+                  f"drawn); trpo-bench report {self.grid_dir} redraws them")
             return
         try:
             *paths, report = write_report_files([self.grid_dir], out)  # statistics computed once
@@ -412,29 +414,36 @@ class _Launch:
             print(f"warning: analysis failed ({type(err).__name__}: {err}); the runs are intact, retry with "
                   f"trpo-bench plot {self.grid_dir}", file=sys.stderr)
             return
+        write_json(out / DRAWN_FROM, inputs)
         print(f"figures: {len(list(paths or []))} files in {out}/; report: {report}")
 
 
-def report_is_current(grid_dir: Path, report: Path) -> bool:
-    """Whether ``report`` was written after every file the analysis reads from ``grid_dir``
-    (grid.json, and each run's config, status, metrics and evaluation) and after the last file
-    was added to or removed from a run directory: a relaunch of a finished grid then does not
-    redraw its figures."""
-    try:
-        drawn = report.stat().st_mtime_ns
-    except OSError:
-        return False
-    read = [grid_dir / GRID_RECORD]
+REPORT = "report.md"
+DRAWN_FROM = ".drawn_from.json"  # in figures/: analysis_inputs() of the grid when they were drawn
+
+
+def analysis_inputs(grid_dir: Path) -> dict:
+    """What a grid's figures are drawn from: each file the analysis reads (grid.json, and each
+    run's config, status, metrics and evaluation) by path, mtime and size, and a hash of the
+    analysis code. A relaunch of a finished grid whose inputs are unchanged keeps its figures;
+    any difference (a run added, removed, extended or evaluated, a copied file with an old
+    time, new analysis code) draws them again."""
+    import analysis
+
+    files = [grid_dir / GRID_RECORD]
     for run_dir in iter_run_dirs(grid_dir, partial=True):
-        read += [run_dir, *(run_dir / name for name in (CONFIG, STATUS, METRICS, EVAL))]
-    return all(_mtime_ns(f) <= drawn for f in read)
-
-
-def _mtime_ns(path: Path) -> int:
-    try:
-        return path.stat().st_mtime_ns
-    except FileNotFoundError:
-        return 0
+        files += [run_dir / name for name in (CONFIG, STATUS, METRICS, EVAL)]
+    stats = []
+    for f in files:
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            continue
+        stats.append([f.relative_to(grid_dir).as_posix(), st.st_mtime_ns, st.st_size])
+    code = hashlib.sha256()
+    for source in sorted(Path(analysis.__file__).parent.glob("*.py")):
+        code.update(source.name.encode() + b"\0" + source.read_bytes())
+    return {"files": stats, "analysis_code": code.hexdigest()}
 
 
 def resume_command() -> str:
