@@ -296,6 +296,11 @@ def _computed(store_dir: Path, reps: int) -> results.Results:
 TERMS = ("forward", "ctrl", "contact", "survive")  # gymnasium's MuJoCo reward terms, in this order
 
 
+def _term(x: float) -> str:
+    """A reward term: whole numbers, one decimal below 10 in size (Swimmer's action cost), a true minus."""
+    return _num(x, 1 if abs(x) < 10 else 0).replace("-", "−")
+
+
 def terms_table(res: results.Results, method: str, tasks: list[str], episodes: str) -> list[str]:
     """The reward terms behind the final mean-action return of ``method``, per task (none when
     its evaluations recorded no terms), after a blank line; return and terms over the same runs."""
@@ -312,7 +317,7 @@ def terms_table(res: results.Results, method: str, tasks: list[str], episodes: s
         here = terms[terms["env_id"] == task].set_index("term")
         if here.empty:
             continue
-        cells = [_num(here.at[t, "mean"]) if t in here.index else "-" for t in names]
+        cells = [_term(here.at[t, "mean"]) if t in here.index else "-" for t in names]
         lines.append(f"| {task} | {_num(here['return'].iloc[0])} | " + " | ".join(cells) + f" | {here['n'].iloc[0]} |")
     return lines
 

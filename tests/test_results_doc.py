@@ -134,8 +134,8 @@ def test_the_benchmark_stands_beside_published_figures_under_their_statistics(be
     assert "TRPO at the defaults, 2.05k steps" in readme
     # the reward terms behind TRPO's mean-action return, averaged over its runs' eval.json
     trpo_terms = [e["reward_terms"] for k, (e, _) in files.items() if k.startswith("trpo-")]
-    cells = " | ".join(f"{np.mean([t[f'reward_{name}'] for t in trpo_terms]):,.0f}"
-                       for name in ("forward", "ctrl", "survive"))
+    means = [np.mean([t[f"reward_{name}"] for t in trpo_terms]) for name in ("forward", "ctrl", "survive")]
+    cells = " | ".join((f"{m:,.1f}" if abs(m) < 10 else f"{m:,.0f}").replace("-", "−") for m in means)
     assert "| task | return | forward | ctrl | survive | n |" in text
     assert f"| Hopper-v5 | {expect['trpo'][0].split(' ± ')[0]} | {cells} | 2 |" in text
 
