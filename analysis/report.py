@@ -21,6 +21,7 @@ evaluation where eval.json exists), the line search's backtracking rates and eve
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,7 +31,10 @@ import pandas as pd
 
 from analysis import plots, results, stats, summary, tables
 from analysis.load import RunStore, load_store
-from trpo_bench.rundir import atomic_write_text
+from trpo_bench.rundir import GRID, RECORD_FILES, atomic_write_text, iter_run_dirs
+
+REPORT = "report.md"
+DRAWN_FROM = ".drawn_from.json"  # beside a grid's figures: inputs_of() the grid when they were drawn
 
 
 def _rel(path: Path, start: Path) -> str:
@@ -291,7 +295,7 @@ def write_report_files(
             md += [f"#### {spec.name}", "", spec.caption, "", f"![{spec.name}]({_rel(png, out_dir)})", ""]
             if pdf is not None:
                 md += [f"[PDF]({_rel(pdf, out_dir)})", ""]
-    report = out_dir / "report.md"
+    report = out_dir / REPORT
     atomic_write_text(report, "\n".join(md))
     return [*written, report]
 
@@ -299,3 +303,27 @@ def write_report_files(
 def write_report(runs_dirs: Sequence[Path], out_dir: Path, **kwargs: Any) -> Path:
     """Write <out_dir>/report.md with its figures and tables/ beside it; return its path."""
     return write_report_files(runs_dirs, out_dir, **kwargs)[-1]
+
+
+
+def inputs_of(grid_dir: Path) -> dict:
+    """What a grid's figures are drawn from: each file the analysis reads (grid.json and each
+    run's ``RECORD_FILES``) by path, mtime and size, and a hash of this package's code.
+    ``trpo-bench grid`` keeps the figures of a finished grid whose inputs are unchanged; any
+    difference (a run added, removed, extended or evaluated, a copied file with an old time,
+    new analysis code) draws them again."""
+    grid_dir = Path(grid_dir)
+    files = [grid_dir / GRID]
+    for run_dir in iter_run_dirs(grid_dir, partial=True):
+        files += [run_dir / name for name in RECORD_FILES]
+    stats_ = []
+    for f in files:
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            continue
+        stats_.append([f.relative_to(grid_dir).as_posix(), st.st_mtime_ns, st.st_size])
+    code = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        code.update(source.name.encode() + b"\0" + source.read_bytes())
+    return {"files": stats_, "analysis_code": code.hexdigest()}

@@ -30,6 +30,7 @@ from trpo_bench.policy_stats import POLICY_METRICS
 CONFIG, METRICS, STATUS, CHECKPOINT = "config.json", "metrics.csv", "status.json", "checkpoint.pt"
 EVAL = "eval.json"  # written by trpo-bench evaluate
 GRID = "grid.json"  # a grid directory's description
+RECORD_FILES = (CONFIG, STATUS, METRICS, EVAL)  # a run's compact record: what analysis reads and export copies
 
 METRIC_COLUMNS = [
     "env_steps", "update", "time/wall",

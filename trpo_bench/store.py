@@ -34,6 +34,7 @@ from trpo_bench.rundir import (  # noqa: F401
     METRIC_COLUMNS,
     METRICS,
     NOT_NUMERIC,
+    RECORD_FILES,
     STATUS,
     TIME_COLUMNS,
     atomic_write_bytes,
@@ -219,7 +220,7 @@ def export_runs(src: Path, dst: Path, done_only: bool = False) -> list[Path]:
         if done_only and (read_status(run) or {}).get("state") != "done":
             continue
         rel = run.relative_to(src) if run != src else Path(run.name)
-        for name in (CONFIG, STATUS, METRICS, EVAL):
+        for name in RECORD_FILES:
             if (run / name).is_file():
                 target = dst / rel / name
                 atomic_write_bytes(target, (run / name).read_bytes())

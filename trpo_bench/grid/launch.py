@@ -6,7 +6,6 @@ command finishes a grid that was interrupted or killed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -46,7 +45,7 @@ from trpo_bench.grid.state import (
 from trpo_bench.locks import FileLock
 from trpo_bench.logger import preflight
 from trpo_bench.progress import fmt_steps
-from trpo_bench.rundir import CONFIG, EVAL, METRICS, STATUS, iter_run_dirs, read_json_or_none
+from trpo_bench.rundir import read_json_or_none
 from trpo_bench.store import write_json
 
 QUEUED = "queued"  # a SLURM task of an earlier launch is queued or running for the run
@@ -397,13 +396,13 @@ class _Launch:
     def _analysis(self) -> None:
         """Figures and report of the grid; the analysis package is optional here."""
         try:
-            from analysis.report import write_report_files
+            from analysis.report import DRAWN_FROM, REPORT, inputs_of, write_report_files
         except Exception as err:
             print(f"warning: no figures or report: the analysis package is unavailable "
                   f"({type(err).__name__}: {err})", file=sys.stderr)
             return
         out = self.grid_dir / "figures"
-        inputs = analysis_inputs(self.grid_dir)  # before drawing: a run changing meanwhile is drawn next time
+        inputs = inputs_of(self.grid_dir)  # before drawing: a run changing meanwhile is drawn next time
         if (out / REPORT).is_file() and read_json_or_none(out / DRAWN_FROM) == inputs:
             print(f"figures and report: current in {out}/ (no run and no analysis code changed since they were "
                   f"drawn); trpo-bench report {self.grid_dir} redraws them")
@@ -416,34 +415,6 @@ class _Launch:
             return
         write_json(out / DRAWN_FROM, inputs)
         print(f"figures: {len(list(paths or []))} files in {out}/; report: {report}")
-
-
-REPORT = "report.md"
-DRAWN_FROM = ".drawn_from.json"  # in figures/: analysis_inputs() of the grid when they were drawn
-
-
-def analysis_inputs(grid_dir: Path) -> dict:
-    """What a grid's figures are drawn from: each file the analysis reads (grid.json, and each
-    run's config, status, metrics and evaluation) by path, mtime and size, and a hash of the
-    analysis code. A relaunch of a finished grid whose inputs are unchanged keeps its figures;
-    any difference (a run added, removed, extended or evaluated, a copied file with an old
-    time, new analysis code) draws them again."""
-    import analysis
-
-    files = [grid_dir / GRID_RECORD]
-    for run_dir in iter_run_dirs(grid_dir, partial=True):
-        files += [run_dir / name for name in (CONFIG, STATUS, METRICS, EVAL)]
-    stats = []
-    for f in files:
-        try:
-            st = f.stat()
-        except FileNotFoundError:
-            continue
-        stats.append([f.relative_to(grid_dir).as_posix(), st.st_mtime_ns, st.st_size])
-    code = hashlib.sha256()
-    for source in sorted(Path(analysis.__file__).parent.glob("*.py")):
-        code.update(source.name.encode() + b"\0" + source.read_bytes())
-    return {"files": stats, "analysis_code": code.hexdigest()}
 
 
 def resume_command() -> str:
