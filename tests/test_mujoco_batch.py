@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from trpo_bench import checkpoint
+from trpo_bench import checkpoint, mujoco_workers
 from trpo_bench.config import RunConfig, validate
 from trpo_bench.envs import VecEnv, make_vec_env
 from trpo_bench.mujoco_batch import MujocoBatchEnv, supports
@@ -72,16 +72,24 @@ def assert_same_step(g, b, infos: list[dict], where: str) -> None:
                 (where, i, k)
 
 
-# Tasks stepped a second time with their physics on 3 threads (4 envs: one thread takes two),
-# among them the two that read mj_rnePostConstraint's output.
+# Tasks stepped a second time with their physics on 3 threads of execution (4 envs: one
+# takes two), among them the two that read mj_rnePostConstraint's output: in sidecar processes
+# where this machine has them, and on threads (Hopper), as other machines step them.
 THREADED = {"Hopper-v5", "Ant-v5", "Humanoid-v5"}
+ON_THREADS = {"Hopper-v5"}
 
 
-@pytest.mark.parametrize("env_id, threads", [(e, 1) for e in sorted(SIDE_BY_SIDE)] + [(e, 3) for e in sorted(THREADED)])
-def test_batched_path_steps_as_gymnasium_does(env_id, threads):
+@pytest.mark.parametrize("env_id, threads, kind", [(e, 1, "") for e in sorted(SIDE_BY_SIDE)]
+                         + [(e, 3, "sidecars") for e in sorted(THREADED)]
+                         + [(e, 3, "threads") for e in sorted(ON_THREADS)])
+def test_batched_path_steps_as_gymnasium_does(env_id, threads, kind, monkeypatch):
+    if kind == "sidecars" and not mujoco_workers.PROCESSES:
+        pytest.skip("sidecar processes run on x86-64 Linux")
+    monkeypatch.setattr(mujoco_workers, "PROCESSES", kind != "threads")
     n, steps = SIDE_BY_SIDE[env_id]
     g, b = VecEnv(env_id, n, seed=11), MujocoBatchEnv(env_id, n, seed=11, threads=threads)
     assert b.threads == threads
+    assert (len(b._sidecars), len(b._workers)) == {"": (0, 0), "sidecars": (2, 0), "threads": (0, 2)}[kind]
     infos = record_infos(g)
     assert g.reset().tobytes() == b.reset().tobytes()
     low, high = g.action_space.low.astype(np.float64), g.action_space.high.astype(np.float64)
@@ -98,6 +106,7 @@ def test_batched_path_steps_as_gymnasium_does(env_id, threads):
         assert terminated == 0 and truncated >= n * (steps // g.envs[0].spec.max_episode_steps)
     else:
         assert terminated >= 5
+    b.close()
 
 
 def plain(x) -> bool:
@@ -218,6 +227,7 @@ def test_an_error_on_a_physics_thread_reaches_the_caller(monkeypatch):
 
     import trpo_bench.mujoco_batch as mb
 
+    monkeypatch.setattr(mujoco_workers, "PROCESSES", False)
     env = MujocoBatchEnv("Hopper-v5", 32, 0, threads=3)
     env.reset()
     real = mb.mujoco.mj_step

@@ -15,17 +15,17 @@ seeds it, in the order gymnasium's ``reset_model`` draws. State capture is plain
 forces; MuJoCo documents it as what makes the next ``mj_step`` identical), RNG states as
 ``bit_generator.state`` dicts, and the arrays this class keeps between steps.
 
-``threads`` > 1 steps the envs' physics on that many threads (MuJoCo's Python bindings
-release the GIL inside ``mj_step``), each taking the next env not yet stepped. Each env's
-MjData is stepped by one thread with the same calls, so the bits do not depend on the thread
-count or on which thread stepped it; the NumPy part that follows (all envs at once) runs on
-the calling thread.
+``threads`` > 1 steps the envs' physics on that many threads of execution
+(:mod:`~trpo_bench.mujoco_workers`): on x86-64 Linux the calling thread steps the first slice
+of the envs and a forked sidecar process each further slice, which owns those envs' MjData;
+elsewhere threads take the next env not yet stepped (MuJoCo's bindings release the GIL inside
+``mj_step``). Each env's MjData is stepped with the same calls wherever it lives, so the bits
+do not depend on the thread count or on who stepped it; the NumPy part that follows (all
+envs at once) runs on the calling thread, over arrays the sidecars write into.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 from typing import Any
 
 import gymnasium as gym
@@ -33,8 +33,10 @@ import mujoco
 import numpy as np
 from gymnasium.utils.seeding import np_random
 
+from trpo_bench import mujoco_workers
 from trpo_bench.envs import StepResult, available_cpus, make_env
 from trpo_bench.mujoco_tasks import TASKS, Consts
+from trpo_bench.mujoco_workers import GET, RESET, SET, STEP, Sidecar, StepWorker, shared
 
 _STATE = mujoco.mjtState.mjSTATE_INTEGRATION
 
@@ -87,12 +89,18 @@ class MujocoBatchEnv:
         self._ctrl = [d.ctrl for d in self.datas]  # views into each MjData, kept to skip the attribute lookups
         # What the task reads, stacked over envs: qpos and qvel side by side in one array
         # (gymnasium's state_vector()), then the task's other fields. Each env's step ends by
-        # copying its arrays into its rows (``_copies``: (row view, MjData view) pairs).
+        # copying its arrays into its rows (``_copies``: (row view, MjData view) pairs). These
+        # and the arrays a sidecar reads (actions, reset states, captured states) live in
+        # shared memory.
         nq = self.model.nq
-        state = np.empty((num_envs, nq + self.model.nv))
+        state = shared((num_envs, nq + self.model.nv))
         self._f = {"state": state, "qpos": state[:, :nq], "qvel": state[:, nq:]}
         for name in self._task.fields:
-            self._f[name] = np.empty((num_envs, *getattr(self.datas[0], name).shape))
+            self._f[name] = shared((num_envs, *getattr(self.datas[0], name).shape))
+        self._actions = shared((num_envs, self.model.nu))
+        self._resets = shared((num_envs, nq + self.model.nv))
+        self._reset_mask = shared((num_envs,), np.bool_)
+        self._physics = shared((num_envs, mujoco.mj_stateSize(self.model, _STATE)))
         names = ("qpos", "qvel", *self._task.fields)
         self._copies = [[(self._f[name][i], getattr(d, name)) for name in names] for i, d in enumerate(self.datas)]
         seeds = np.random.SeedSequence(seed).generate_state(num_envs, dtype=np.uint32)  # as VecEnv
@@ -103,17 +111,63 @@ class MujocoBatchEnv:
         self._before: np.ndarray | None = None
         self.obs: np.ndarray | None = None
         self.threads = max(1, min(threads, num_envs))
-        self._workers = [_StepWorker(self._step_envs) for _ in range(self.threads - 1)]
+        # Who steps which envs: the calling thread envs [0, own); each sidecar its slice; or,
+        # without sidecars, threads taking envs from a shared iterator.
+        self._workers: list[StepWorker] = []
+        self._sidecars: list[Sidecar] = []
+        self._own = num_envs
+        if self.threads > 1 and mujoco_workers.PROCESSES:
+            bounds = [int(b) for b in np.linspace(0, num_envs, self.threads + 1).round()]
+            self._own = bounds[1]
+            handlers = {STEP: self._step_slice, RESET: self._reset_slice, GET: self._get_slice, SET: self._set_slice}
+            self._sidecars = [Sidecar(lo, hi, handlers) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+        elif self.threads > 1:
+            self._workers = [StepWorker(self._step_envs) for _ in range(self.threads - 1)]
 
     # ------------------------------------------------------------------ physics
-    def _reset_env(self, i: int) -> None:
-        """MujocoEnv.reset after the seed: mj_resetData, reset_model's noise, set_state's mj_forward."""
+    def _put_reset(self, i: int, qpos: np.ndarray, qvel: np.ndarray) -> None:
+        """MujocoEnv.reset after the seed's draws: mj_resetData, the drawn state, set_state's mj_forward."""
         d = self.datas[i]
         mujoco.mj_resetData(self.model, d)
-        qpos, qvel = self._task.reset_state(self._rngs[i], self._c)
         d.qpos[:] = qpos
         d.qvel[:] = qvel
         mujoco.mj_forward(self.model, d)
+        self._gather_row(i)
+
+    def _reset_envs(self, envs) -> None:
+        """Reset ``envs``, drawing each one's reset_model noise here, in env order; a sidecar's
+        envs take their drawn states from shared memory."""
+        remote = False
+        nq = self.model.nq
+        for i in envs:
+            qpos, qvel = self._task.reset_state(self._rngs[i], self._c)
+            if i < self._own:
+                self._put_reset(i, qpos, qvel)
+            else:
+                self._resets[i, :nq] = qpos
+                self._resets[i, nq:] = qvel
+                self._reset_mask[i] = remote = True
+        if remote:
+            self._on_sidecars(RESET)
+
+    def _on_sidecars(self, kind: int) -> None:
+        for s in self._sidecars:
+            s.post(kind)
+        errors = []
+        for s in self._sidecars:  # every one has finished before anything is raised
+            try:
+                s.wait()
+            except RuntimeError as err:
+                errors.append(err)
+        if errors:
+            raise errors[0]
+
+    def _reset_slice(self, lo: int, hi: int) -> None:
+        nq = self.model.nq
+        for i in range(lo, hi):
+            if self._reset_mask[i]:
+                self._put_reset(i, self._resets[i, :nq], self._resets[i, nq:])
+                self._reset_mask[i] = False
 
     def _gather_row(self, i: int) -> None:
         for dst, src in self._copies[i]:
@@ -122,9 +176,7 @@ class MujocoBatchEnv:
     def reset(self) -> np.ndarray:
         self._rngs = [np_random(s)[0] for s in self._seeds]  # gymnasium's Env.reset(seed=s)
         self.action_space.seed(self._seeds[0])  # as VecEnv seeds its first env's (training draws none)
-        for i in range(self.num_envs):
-            self._reset_env(i)
-            self._gather_row(i)
+        self._reset_envs(range(self.num_envs))
         self._before = self._task.position(self._f, self._c)
         self._ep_return[:] = 0.0
         self._ep_len[:] = 0
@@ -147,22 +199,41 @@ class MujocoBatchEnv:
             for i in todo:
                 step(m, datas[i], nstep)
 
+    def _step_slice(self, lo: int, hi: int) -> None:
+        """A sidecar's step: its envs' controls from the shared actions, then as ``_step_envs``."""
+        for i in range(lo, hi):
+            self._ctrl[i][:] = self._actions[i]
+        self._step_envs(range(lo, hi))
+        for copies in self._copies[lo:hi]:
+            for dst, src in copies:
+                dst[...] = src
+
     def step(self, actions: np.ndarray) -> StepResult:
         """One step of every env (``actions``: (N, nu)), resetting those whose episode ended;
         ``StepResult.infos`` holds gymnasium's step infos as (N,) arrays."""
         # MujocoEnv._step_mujoco_simulation: ctrl, mj_step(nstep), mj_rnePostConstraint.
-        for ctrl, a in zip(self._ctrl, actions):
+        own = self._own
+        if self._sidecars:
+            self._actions[own:] = actions[own:]  # float64, as MjData.ctrl takes them
+            for s in self._sidecars:
+                s.post(STEP)
+        for ctrl, a in zip(self._ctrl[:own], actions[:own]):
             ctrl[:] = a
-        todo = iter(range(self.num_envs))  # next() on it is atomic under the GIL
+        todo = iter(range(own))  # next() on it is atomic under the GIL
         for w in self._workers:
             w.start(todo)
         try:
             self._step_envs(todo)
         finally:  # every worker has finished its envs before anything reads them, error or not
             errors = [err for w in self._workers if (err := w.join()) is not None]
+            for s in self._sidecars:
+                try:
+                    s.wait()
+                except RuntimeError as err:
+                    errors.append(err)
         if errors:
             raise errors[0]
-        for copies in self._copies:
+        for copies in self._copies[:own]:
             for dst, src in copies:
                 dst[...] = src
         task, f = self._task, self._f
@@ -180,8 +251,7 @@ class MujocoBatchEnv:
         if ended:
             for i in ended:
                 final[i] = obs[i].copy()
-                self._reset_env(i)
-                self._gather_row(i)
+            self._reset_envs(ended)
             rets = [float(self._ep_return[i]) for i in ended]
             lens = [int(self._ep_len[i]) for i in ended]
             self._ep_return[ended] = 0.0
@@ -194,15 +264,21 @@ class MujocoBatchEnv:
         return StepResult(obs, reward, term, trunc, final, rets, lens, infos)
 
     # -------------------------------------------------------------------- state
+    def _get_slice(self, lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            mujoco.mj_getState(self.model, self.datas[i], self._physics[i], _STATE)
+
+    def _set_slice(self, lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            mujoco.mj_setState(self.model, self.datas[i], self._physics[i], _STATE)
+
     def get_state(self) -> dict[str, Any]:
         """Plain values only: arrays, numbers, strings, and dicts / lists of them."""
-        size = mujoco.mj_stateSize(self.model, _STATE)
-        physics = np.empty((self.num_envs, size))
-        for i, d in enumerate(self.datas):
-            mujoco.mj_getState(self.model, d, physics[i], _STATE)
+        self._get_slice(0, self._own)
+        self._on_sidecars(GET)
         return {
             "backend": "mujoco_batch",
-            "physics": physics,
+            "physics": self._physics.copy(),
             "np_random": [r.bit_generator.state for r in self._rngs],
             "action_space_rng": self.action_space.np_random.bit_generator.state,
             "before": None if self._before is None else self._before.copy(),
@@ -214,8 +290,9 @@ class MujocoBatchEnv:
     def set_state(self, state: dict[str, Any]) -> None:
         if state.get("backend") != "mujoco_batch":
             raise ValueError("this env state was not captured by MujocoBatchEnv (a gymnasium VecEnv's?)")
-        for d, row in zip(self.datas, state["physics"]):
-            mujoco.mj_setState(self.model, d, np.ascontiguousarray(row, dtype=np.float64), _STATE)
+        self._physics[...] = np.asarray(state["physics"], dtype=np.float64)
+        self._set_slice(0, self._own)
+        self._on_sidecars(SET)
         self._rngs = [np_random(0)[0] for _ in range(self.num_envs)]
         for r, s in zip(self._rngs, state["np_random"]):
             r.bit_generator.state = s
@@ -228,35 +305,7 @@ class MujocoBatchEnv:
     def close(self) -> None:
         for w in self._workers:
             w.stop()
-        self._workers = []
+        for s in self._sidecars:
+            s.close()
+        self._workers, self._sidecars = [], []
         self.datas = []
-
-
-class _StepWorker:
-    """A thread that steps envs beside the calling thread each time :meth:`start` hands it
-    the shared indices; :meth:`join` waits for it and returns what it raised (None if nothing)."""
-
-    def __init__(self, fn):
-        self._fn = fn
-        self._todo: queue.SimpleQueue = queue.SimpleQueue()
-        self._done: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name="mujoco-batch", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while (todo := self._todo.get()) is not None:
-            try:
-                self._fn(todo)
-                self._done.put(None)
-            except BaseException as err:  # handed to the stepping thread by join()
-                self._done.put(err)
-
-    def start(self, todo) -> None:
-        self._todo.put(todo)
-
-    def join(self) -> BaseException | None:
-        return self._done.get()
-
-    def stop(self) -> None:
-        self._todo.put(None)
-        self._thread.join()
