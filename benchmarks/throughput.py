@@ -7,13 +7,15 @@ Measured in one process at a time (each measurement in a fresh spawned child), s
   raw       random-action env step rate: plain gymnasium, one env, with action_space.sample()
             and with actions drawn beforehand (the env's own cost), and of those steps the
             physics alone (the env's own simulator call, timed inside them); our gymnasium
-            VecEnv and our batched MuJoCo path at num_envs, its physics on one thread and on
-            its default threads (one per CPU); EnvPool at num_envs on one thread and on as
-            many threads (``pip install envpool==1.2.5``; skipped when not installed)
+            VecEnv and our batched MuJoCo path at num_envs, its physics on one CPU and on its
+            default share (one slice of envs per CPU, stepped by sidecar processes); EnvPool at
+            num_envs on one thread and on as many threads (``pip install envpool==1.2.5``;
+            skipped when not installed)
   train     trpo-bench TRPO end to end at the package defaults (8 envs, 2048 steps per update,
             10 CG iterations, analytic FVP, NumPy value fit 5 epochs x 8 minibatches, one torch
-            thread; the batched MuJoCo path, its physics on one thread per CPU), the same with
-            the physics on one thread (env_threads 1), on gymnasium's envs (env_backend
+            thread; the batched MuJoCo path on every CPU: env slices and the value fit in
+            sidecars), the same on one CPU (TRPO_BENCH_CPUS=1, what each of a grid's workers
+            gets when there are as many workers as CPUs), on gymnasium's envs (env_backend
             gymnasium), with one env, and where its time goes (collect / policy update / value
             fit, and collect's own overhead beside the vector env's step)
   baselines sb3-contrib TRPO and Tianshou TRPO at matched settings (8 envs), sb3-contrib at
@@ -33,8 +35,9 @@ Measured in one process at a time (each measurement in a fresh spawned child), s
     python benchmarks/throughput.py --envs Hopper-v5 --steps 40960 --only raw train
 
 Rates are steps per wall-clock second and, beside them, per CPU second of the measuring
-process: on a shared machine the CPU figure is the steadier one (it does not count time the
-process spent waiting for a core). The load average is printed with each section.
+process and the sidecar processes it forked: on a shared machine the CPU figure is the
+steadier one (it does not count time spent waiting for a core). The load average is printed
+with each section.
 """
 
 from __future__ import annotations
@@ -91,16 +94,22 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
+def _cpu_time() -> float:
+    """CPU time of this process and of its children reaped so far (closed sidecars)."""
+    t = os.times()
+    return time.process_time() + t.children_user + t.children_system
+
+
 class _Clock:
-    """Wall and CPU time of this process between start and stop."""
+    """Wall and CPU time between start and stop, sidecars closed within included."""
 
     def __enter__(self) -> "_Clock":
-        self.w0, self.c0 = time.perf_counter(), time.process_time()
+        self.w0, self.c0 = time.perf_counter(), _cpu_time()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.wall = time.perf_counter() - self.w0
-        self.cpu = time.process_time() - self.c0
+        self.cpu = _cpu_time() - self.c0
 
 
 def _rates(steps: int, clock: _Clock) -> dict[str, float]:
@@ -195,7 +204,7 @@ def raw_env(env_id: str, steps: int, num_envs: int, seed: int) -> dict[str, Any]
             with _Clock() as c:
                 for _ in range(rounds):
                     venv.step(rng.uniform(space.low, space.high, (num_envs, *space.shape)))
-            venv.close()
+                venv.close()  # reaps its sidecars, whose CPU time then counts
             out[key] = _rates(rounds * num_envs, c) | {"threads": threads}
     return out
 
@@ -240,9 +249,12 @@ def _warm_imports() -> None:
 
 
 def train(env_id: str, steps: int, seed: int, warm: bool = True, num_envs: int | None = None,
-          env_backend: str | None = None, env_threads: int | None = None) -> dict[str, Any]:
-    """One default-settings TRPO run of ``steps`` env steps (``num_envs`` envs, ``env_backend``
-    and ``env_threads`` if given); rates, phases from metrics.csv."""
+          env_backend: str | None = None, cpus: int | None = None) -> dict[str, Any]:
+    """One default-settings TRPO run of ``steps`` env steps (``num_envs`` envs and
+    ``env_backend`` if given; on ``cpus`` CPUs, as a grid's worker given that share);
+    rates, phases from metrics.csv."""
+    if cpus is not None:
+        os.environ["TRPO_BENCH_CPUS"] = str(cpus)
     from trpo_bench.config import RunConfig
     from trpo_bench.train import run
 
@@ -252,8 +264,7 @@ def train(env_id: str, steps: int, seed: int, warm: bool = True, num_envs: int |
 
         gym.make(env_id).close()
     cfg = RunConfig(env_id=env_id, total_steps=steps, seed=seed, **({"num_envs": num_envs} if num_envs else {}),
-                    **({"env_backend": env_backend} if env_backend else {}),
-                    **({"env_threads": env_threads} if env_threads is not None else {}))
+                    **({"env_backend": env_backend} if env_backend else {}))
     from trpo_bench.mujoco_batch import resolve_threads, supports
 
     threads = resolve_threads(cfg.env_threads, cfg.num_envs) if supports(env_id) and env_backend != "gymnasium" else 1
@@ -752,9 +763,9 @@ def main(argv: list[str] | None = None) -> int:
                 line("  of which MuJoCo physics alone", r["raw"]["physics"])
             line(f"trpo-bench VecEnv, {num_envs} gymnasium envs, random", r["raw"]["vecenv"])
             if r["raw"].get("batched"):
-                line(f"trpo-bench batched MuJoCo path, {num_envs} envs, 1 thread", r["raw"]["batched"])
+                line(f"trpo-bench batched MuJoCo path, {num_envs} envs, 1 CPU", r["raw"]["batched"])
             if r["raw"].get("batched_threads") and threads > 1:
-                line(f"trpo-bench batched MuJoCo path, {num_envs} envs, {threads} threads", r["raw"]["batched_threads"])
+                line(f"trpo-bench batched MuJoCo path, {num_envs} envs, {threads} CPUs", r["raw"]["batched_threads"])
         if r.get("envpool"):
             line(f"EnvPool {r['envpool']['version']}, {num_envs} envs, 1 thread, random", r["envpool"])
         if r.get("envpool_threads"):
@@ -762,11 +773,11 @@ def main(argv: list[str] | None = None) -> int:
         if not r.get("envpool") and "raw" in args.only:
             print("  (EnvPool not installed: pip install envpool==1.2.5 for its row)")
         if r.get("train"):
-            path = f", batched path, {threads} thread{'s' if threads > 1 else ''}" if batched else ""
+            path = f", batched path, {threads} CPU{'s' if threads > 1 else ''}" if batched else ""
             line(f"trpo-bench TRPO, {num_envs} envs{path}, whole run", r["train"])
             line(f"trpo-bench TRPO, {num_envs} envs{path}, loop only", r["train"], "sps_loop", cpu=False)
         if r.get("train_one_thread"):
-            line(f"trpo-bench TRPO, {num_envs} envs, batched path, 1 thread, whole run", r["train_one_thread"])
+            line(f"trpo-bench TRPO, {num_envs} envs, batched path, 1 CPU, whole run", r["train_one_thread"])
         if r.get("train_gymnasium"):
             line(f"trpo-bench TRPO, {num_envs} gymnasium envs, whole run", r["train_gymnasium"])
         for key, label in (("sb3", f"sb3-contrib {{v}} TRPO, matched, {num_envs} envs"),
@@ -792,8 +803,8 @@ def main(argv: list[str] | None = None) -> int:
                  ("TRPO / MuJoCo physics alone", "train", "raw:physics"),
                  (f"TRPO / EnvPool random actions, {num_envs} envs", "train", "envpool"),
                  (f"TRPO / EnvPool random actions, {threads} threads", "train", "envpool_threads"),
-                 ("TRPO, physics on 1 thread / MuJoCo physics alone", "train_one_thread", "raw:physics"),
-                 ("TRPO, physics on 1 thread / EnvPool, 1 thread", "train_one_thread", "envpool"),
+                 ("TRPO on 1 CPU / MuJoCo physics alone", "train_one_thread", "raw:physics"),
+                 ("TRPO on 1 CPU / EnvPool, 1 thread", "train_one_thread", "envpool"),
                  ("TRPO, batched path / on gymnasium's envs", "train", "train_gymnasium"),
                  (f"trpo-bench / sb3-contrib, matched, {num_envs} envs", "train", "sb3"),
                  (f"trpo-bench / Tianshou, matched, {num_envs} envs", "train", "tianshou"),
@@ -819,7 +830,7 @@ def main(argv: list[str] | None = None) -> int:
                                       "median": float(np.median(each))}
                 print(f"  {name:62s} {best[0]:8.2f} {best[1]:8.2f}   " + "  ".join(f"{x:.2f}" for x in each)
                       + (f"   {np.median(each):.2f}" if len(each) > 1 else ""))
-        for key, label in (("train", "TRPO"), ("train_one_thread", "TRPO, physics on 1 thread"),
+        for key, label in (("train", "TRPO"), ("train_one_thread", "TRPO on 1 CPU"),
                            ("train_gymnasium", "TRPO, gymnasium envs")):
             shares = [x.get("physics_share") for x in r.get(f"{key}_rounds", [])]
             if shares and all(shares):
@@ -841,7 +852,7 @@ def main(argv: list[str] | None = None) -> int:
             t, cs = r["train"], r["collect_split"]
             print(f"\n  where trpo-bench's training time goes ({t['updates']} updates of "
                   f"{t['settings']['steps_per_update']} steps; ms per update):")
-            cols = [(f"{num_envs} envs", t), ("physics 1 thread", r.get("train_one_thread")),
+            cols = [(f"{num_envs} envs", t), ("1 CPU", r.get("train_one_thread")),
                     ("gymnasium's envs", r.get("train_gymnasium")),
                     ("1 env", r.get("train_one_env"))]
             cols = [(label, x) for label, x in cols if x]

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from trpo_bench import checkpoint, mujoco_workers
+from trpo_bench import checkpoint, sidecars
 from trpo_bench.config import RunConfig, validate
 from trpo_bench.envs import VecEnv, make_vec_env
 from trpo_bench.mujoco_batch import MujocoBatchEnv, supports
@@ -83,9 +83,9 @@ ON_THREADS = {"Hopper-v5"}
                          + [(e, 3, "sidecars") for e in sorted(THREADED)]
                          + [(e, 3, "threads") for e in sorted(ON_THREADS)])
 def test_batched_path_steps_as_gymnasium_does(env_id, threads, kind, monkeypatch):
-    if kind == "sidecars" and not mujoco_workers.PROCESSES:
+    if kind == "sidecars" and not sidecars.PROCESSES:
         pytest.skip("sidecar processes run on x86-64 Linux")
-    monkeypatch.setattr(mujoco_workers, "PROCESSES", kind != "threads")
+    monkeypatch.setattr(sidecars, "PROCESSES", kind != "threads")
     n, steps = SIDE_BY_SIDE[env_id]
     g, b = VecEnv(env_id, n, seed=11), MujocoBatchEnv(env_id, n, seed=11, threads=threads)
     assert b.threads == threads
@@ -227,7 +227,7 @@ def test_an_error_on_a_physics_thread_reaches_the_caller(monkeypatch):
 
     import trpo_bench.mujoco_batch as mb
 
-    monkeypatch.setattr(mujoco_workers, "PROCESSES", False)
+    monkeypatch.setattr(sidecars, "PROCESSES", False)
     env = MujocoBatchEnv("Hopper-v5", 32, 0, threads=3)
     env.reset()
     real = mb.mujoco.mj_step

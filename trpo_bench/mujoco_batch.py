@@ -16,7 +16,7 @@ forces; MuJoCo documents it as what makes the next ``mj_step`` identical), RNG s
 ``bit_generator.state`` dicts, and the arrays this class keeps between steps.
 
 ``threads`` > 1 steps the envs' physics on that many threads of execution
-(:mod:`~trpo_bench.mujoco_workers`): on x86-64 Linux the calling thread steps the first slice
+(:mod:`~trpo_bench.sidecars`): on x86-64 Linux the calling thread steps the first slice
 of the envs and a forked sidecar process each further slice, which owns those envs' MjData;
 elsewhere threads take the next env not yet stepped (MuJoCo's bindings release the GIL inside
 ``mj_step``). Each env's MjData is stepped with the same calls wherever it lives, so the bits
@@ -26,6 +26,7 @@ envs at once) runs on the calling thread, over arrays the sidecars write into.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -33,12 +34,13 @@ import mujoco
 import numpy as np
 from gymnasium.utils.seeding import np_random
 
-from trpo_bench import mujoco_workers
+from trpo_bench import sidecars
 from trpo_bench.envs import StepResult, available_cpus, make_env
 from trpo_bench.mujoco_tasks import TASKS, Consts
-from trpo_bench.mujoco_workers import GET, RESET, SET, STEP, Sidecar, StepWorker, shared
+from trpo_bench.sidecars import Sidecar, StepWorker, shared
 
 _STATE = mujoco.mjtState.mjSTATE_INTEGRATION
+STEP, RESET, GET, SET = range(1, 5)  # what a sidecar is asked to do with its envs
 
 
 def resolve_threads(setting: int, num_envs: int) -> int:
@@ -116,11 +118,13 @@ class MujocoBatchEnv:
         self._workers: list[StepWorker] = []
         self._sidecars: list[Sidecar] = []
         self._own = num_envs
-        if self.threads > 1 and mujoco_workers.PROCESSES:
+        if self.threads > 1 and sidecars.PROCESSES:
             bounds = [int(b) for b in np.linspace(0, num_envs, self.threads + 1).round()]
             self._own = bounds[1]
-            handlers = {STEP: self._step_slice, RESET: self._reset_slice, GET: self._get_slice, SET: self._set_slice}
-            self._sidecars = [Sidecar(lo, hi, handlers) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+            self._sidecars = [Sidecar(f"the process stepping envs {lo}-{hi - 1}", {
+                kind: partial(fn, lo, hi) for kind, fn in ((STEP, self._step_slice), (RESET, self._reset_slice),
+                                                          (GET, self._get_slice), (SET, self._set_slice))})
+                for lo, hi in zip(bounds[1:-1], bounds[2:])]
         elif self.threads > 1:
             self._workers = [StepWorker(self._step_envs) for _ in range(self.threads - 1)]
 

@@ -355,17 +355,27 @@ class _Training:
                                  or wandb_id(self.run_dir, self.run_id, record.get("grid")))
             progress = Progress(self.run_id, cfg.total_steps, interval=self.options.progress_interval) \
                 if self.options.progress else None
+            steps_per_env = cfg.steps_per_update // cfg.num_envs
+            vf_settings = ValueSettings.from_config(cfg)
+            # With a second CPU, the value fit runs beside the policy update, which reads nothing
+            # it changes (the same bits as in line).
+            beside = value_fit.FitBeside(agent.value, agent.vf_optim, vf_settings, steps_per_env * cfg.num_envs,
+                                         venv.obs.shape[1]) if value_fit.fits_beside(vf_settings) else None
         except BaseException:
             venv.close()
             raise
         old_handlers = self._install_signals()
         n_updates = math.ceil(cfg.total_steps / cfg.steps_per_update)
-        steps_per_env = cfg.steps_per_update // cfg.num_envs
         low, high = action_bounds(venv.action_space)
         tr_settings = TrustRegionSettings.from_config(cfg)
-        pg_settings, vf_settings = PGSettings.from_config(cfg), ValueSettings.from_config(cfg)
+        pg_settings = PGSettings.from_config(cfg)
         row: dict[str, Any] = {}
         start = time.perf_counter() - wall0
+
+        def close() -> None:
+            venv.close()
+            if beside is not None:
+                beside.close()
 
         def save_checkpoint() -> None:
             self.store.save_checkpoint({
@@ -381,7 +391,7 @@ class _Training:
             self.store.write_status(state, env_steps, cfg.total_steps, update, error=error, **extra)
             logger.finish(exit_code=exit_code)
             stop_signals.restore(old_handlers)
-            venv.close()
+            close()
 
         try:
             while update < n_updates:
@@ -398,6 +408,9 @@ class _Training:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 obs = torch.as_tensor(batch.obs, dtype=torch.float32)
                 acts = torch.as_tensor(batch.actions, dtype=torch.float32)
+                returns = torch.as_tensor(batch.returns, dtype=torch.float32)
+                if beside is not None:
+                    beside.start(obs, returns, gen)
                 pbatch = PolicyBatch(obs, acts, adv)
                 if cfg.algo == "trpo":
                     pstats = algos.trpo.update(agent.policy, pbatch, tr_settings)
@@ -410,8 +423,9 @@ class _Training:
                 agent.actor.sync(agent.policy)
                 t2 = time.perf_counter()
 
-                vstats = value_fit.fit(agent.value, agent.vf_optim, obs,
-                                       torch.as_tensor(batch.returns, dtype=torch.float32), vf_settings, gen)
+                # time/value_fit: what the value fit took beyond the policy update, where it ran beside it.
+                vstats = beside.finish() if beside is not None else value_fit.fit(
+                    agent.value, agent.vf_optim, obs, returns, vf_settings, gen)
                 vmetrics = vstats.metrics()
                 _require_finite(("value loss", np.array([vmetrics.get("value/loss", 0.0)])),
                                 ("value-network parameters", torch.cat([p.detach().reshape(-1)
@@ -464,7 +478,7 @@ class _Training:
         self.store.write_status("done", env_steps, cfg.total_steps, update)
         logger.finish()
         stop_signals.restore(old_handlers)
-        venv.close()
+        close()
         return RunResult(self.run_dir, "done", env_steps, update, row)
 
     def _extended(self, stored: dict[str, Any]) -> dict[str, Any]:

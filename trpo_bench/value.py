@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from trpo_bench import sidecars
 from trpo_bench.config import ValueSettings
+from trpo_bench.envs import available_cpus
 from trpo_bench.policies import ValueNet
 
 
@@ -57,6 +59,61 @@ def fit(value: ValueNet, optimizer: torch.optim.Optimizer, obs: torch.Tensor, re
     return ValueStats(loss=float(torch.stack(losses).mean()), explained_variance=ev)
 
 
+_FIT = 1
+
+
+def fits_beside(settings: ValueSettings) -> bool:
+    """Whether a run fits its value network in a sidecar (:class:`FitBeside`): the NumPy fit,
+    with a second CPU to run it on, where sidecars run."""
+    return settings.backend == "numpy" and settings.epochs > 0 and sidecars.PROCESSES and available_cpus() > 1
+
+
+class FitBeside:
+    """:func:`fit` with the NumPy backend, in a sidecar process, so that it runs on another CPU
+    while the policy update runs. :meth:`start` reads the network, the optimizer's state and
+    the shuffles from ``generator`` (drawn here, as :func:`fit` draws them) and hands the work
+    over; :meth:`finish` waits for it and writes the result back into the network and the
+    optimizer. Until then neither changes here: a failure in between leaves them as they were.
+    The sidecar runs :func:`fit`'s NumPy operations on the same inputs, so the bits are its.
+
+    ``batch``, ``obs_dim``: the size of every batch this fits (a run's ``steps_per_update``)."""
+
+    def __init__(self, value: ValueNet, optimizer: torch.optim.Optimizer, settings: ValueSettings,
+                 batch: int, obs_dim: int):
+        self._fit, self._value, self._settings = _NumpyFit(value, optimizer), value, settings
+        size = sum(math.prod(shape) for shape in self._fit.shapes)
+        self._theta, self._m, self._v = (sidecars.shared((size,), np.float32) for _ in range(3))
+        self._obs = sidecars.shared((batch, obs_dim), np.float32)
+        self._returns = sidecars.shared((batch,), np.float32)
+        self._perms = sidecars.shared((settings.epochs, batch), np.int64)
+        self._out = sidecars.shared((2,), np.float64)  # the loss; Adam's step count, in and out
+        self._ev = float("nan")
+        # Once an update: it sleeps between fits rather than spin.
+        self._sidecar = sidecars.Sidecar("the process fitting the value network", {_FIT: self._descend}, spin_s=0.0)
+
+    def _descend(self) -> None:  # in the sidecar
+        self._out[:] = self._fit.descend(self._theta, self._m, self._v, float(self._out[1]), self._obs,
+                                         self._returns, self._perms, self._settings.minibatches)
+
+    def start(self, obs: torch.Tensor, returns: torch.Tensor, generator: torch.Generator) -> None:
+        with torch.no_grad():
+            self._ev = explained_variance(self._value(obs), returns)
+        self._theta[:], self._m[:], self._v[:], self._out[1] = self._fit.read()
+        self._obs[...] = obs.numpy()
+        self._returns[...] = returns.numpy()
+        self._perms[...] = _NumpyFit.permutations(obs.shape[0], self._settings.epochs, generator)
+        self._sidecar.post(_FIT)
+
+    def finish(self) -> ValueStats:
+        self._sidecar.wait()
+        loss, step = self._out
+        self._fit.write(self._theta, self._m, self._v, float(step))
+        return ValueStats(loss=float(loss), explained_variance=self._ev)
+
+    def close(self) -> None:
+        self._sidecar.close()
+
+
 class _NumpyFit:
     """Minibatch MSE regression of a ``ValueNet`` by hand-written backprop and Adam in NumPy.
 
@@ -90,37 +147,54 @@ class _NumpyFit:
         return out
 
     def run(self, obs: np.ndarray, returns: np.ndarray, settings: ValueSettings, generator: torch.Generator) -> float:
+        theta, m, v, step = self.read()
+        perms = self.permutations(obs.shape[0], settings.epochs, generator)
+        loss, step = self.descend(theta, m, v, step, obs, returns, perms, settings.minibatches)
+        self.write(theta, m, v, step)
+        return loss
+
+    def read(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Parameters, Adam's moments (flat float32) and its step count, from the module and optimizer."""
         state = self.optimizer.state
         for p in self.params:  # torch's lazily created Adam state, as its first step() would make it
             if p not in state or not state[p]:
                 state[p] = {"step": torch.tensor(0.0),
                             "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
                             "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
-        theta = self._flat(self.params)
-        m = self._flat([state[p]["exp_avg"] for p in self.params])
-        v = self._flat([state[p]["exp_avg_sq"] for p in self.params])
-        step = float(state[self.params[0]]["step"])
+        return (self._flat(self.params), self._flat([state[p]["exp_avg"] for p in self.params]),
+                self._flat([state[p]["exp_avg_sq"] for p in self.params]), float(state[self.params[0]]["step"]))
+
+    @staticmethod
+    def permutations(n: int, epochs: int, generator: torch.Generator) -> np.ndarray:
+        """Each epoch's shuffle, (epochs, n): the draws the torch backend makes, in its order."""
+        return np.stack([torch.randperm(n, generator=generator).numpy() for _ in range(epochs)])
+
+    def descend(self, theta: np.ndarray, m: np.ndarray, v: np.ndarray, step: float, obs: np.ndarray,
+                returns: np.ndarray, perms: np.ndarray, minibatches: int) -> tuple[float, float]:
+        """The Adam steps, on ``theta``, ``m`` and ``v`` in place; NumPy only, so it can run in
+        another process. Returns the last epoch's mean loss and the new step count."""
         grad = np.zeros_like(theta)
         w, g = self._views(theta), self._views(grad)
         weights, biases, gw, gb = w[0::2], w[1::2], g[0::2], g[1::2]
         tmp = np.empty_like(theta)
-        n = obs.shape[0]
         losses: list[float] = []
-        for _ in range(settings.epochs):
-            perm = torch.randperm(n, generator=generator).numpy()
+        for perm in perms:
             losses = []
-            for idx in np.array_split(perm, settings.minibatches):
+            for idx in np.array_split(perm, minibatches):
                 losses.append(self._gradient(obs[idx], returns[idx], weights, biases, gw, gb))
                 step += 1
                 self._adam(theta, grad, m, v, tmp, step)
+        return float(np.mean(losses)), step
+
+    def write(self, theta: np.ndarray, m: np.ndarray, v: np.ndarray, step: float) -> None:
+        state = self.optimizer.state
         with torch.no_grad():
-            for p, x in zip(self.params, w):
+            for p, x in zip(self.params, self._views(theta)):
                 p.copy_(torch.from_numpy(x))
             for p, mx, vx in zip(self.params, self._views(m), self._views(v)):
                 state[p]["exp_avg"].copy_(torch.from_numpy(mx))
                 state[p]["exp_avg_sq"].copy_(torch.from_numpy(vx))
                 state[p]["step"].fill_(step)
-        return float(np.mean(losses))
 
     def _gradient(self, x, y, weights, biases, gw, gb) -> float:
         """Loss mean((V(x) − y)²); its gradient written into ``gw``/``gb`` (torch's (out, in) layout)."""

@@ -1,30 +1,32 @@
-"""What steps the batched MuJoCo path's envs beside the calling thread.
+"""Work beside the calling thread: forked sidecar processes, and threads where those cannot run.
 
-Two kinds, one per platform:
-
-- :class:`Sidecar`, on x86-64 Linux: a forked process that owns a contiguous slice of the
-  envs' MjData and steps them while the caller steps its own. The two meet in shared memory
-  and wait for each other by spinning, which costs a few microseconds a step where a thread
-  woken through a lock costs some 45 us on a 2-core machine: a HalfCheetah-v5 env steps in
-  about 29 us, so a thread's round trip took back most of what the second core gave. A
-  sidecar spins for :data:`SPIN_S` after each command and then sleeps on a pipe, so an idle
-  one (during a policy update) costs nothing.
-- :class:`StepWorker`, elsewhere: a thread that takes envs from a shared iterator; MuJoCo's
+- :class:`Sidecar`, on x86-64 Linux: a forked process that runs a fixed set of handlers on
+  command, over :func:`shared` memory allocated before the fork. It and its caller meet by
+  spinning on that memory, which costs a few microseconds where a thread woken through a lock
+  costs some 45 us on a 2-core machine. The batched MuJoCo path gives each sidecar a slice of
+  its envs' MjData to step (a HalfCheetah-v5 env steps in about 29 us, so a thread's round trip
+  took back most of what the second core gave); a run fits its value network in one while
+  the policy update runs (a thread there contends with the update for the GIL). A sidecar
+  spins for a while after each command (:data:`SPIN_S` unless told) and then sleeps on a
+  pipe, so an idle one costs nothing.
+- :class:`StepWorker`, elsewhere: a thread that steps envs from a shared iterator; MuJoCo's
   bindings release the GIL inside ``mj_step``.
 
-Both make the same MuJoCo calls on each env's MjData as the caller would, so the bits do not
-depend on which runs where (``tests/test_mujoco_batch.py``). The sidecar relies on x86's
-ordering of stores (a command's data is written before its sequence number, a result before
-its completion count), which is why other CPUs use threads.
+A sidecar runs the same NumPy and MuJoCo calls on the same inputs as the caller would, so
+the bits do not depend on where they run (``tests/test_mujoco_batch.py``,
+``tests/test_sidecars.py``). It relies on x86's ordering of stores (a command's data is
+written before its sequence number, a result before its completion count), which is why
+other CPUs use threads, or run the value fit in line.
 
 A sidecar ignores SIGINT, SIGTERM and SIGHUP (its parent handles them, and needs the sidecar
-to save the envs' state), is killed by the kernel when its parent dies (``PR_SET_PDEATHSIG``),
+to save what it holds), is killed by the kernel when its parent dies (``PR_SET_PDEATHSIG``),
 closes every file descriptor it inherited (a run's lock among them), and never returns into
 the caller's code: it leaves through ``os._exit``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 import platform
@@ -44,8 +46,7 @@ PROCESSES = sys.platform == "linux" and platform.machine() in ("x86_64", "AMD64"
 SPIN_S = 0.002  # how long an idle sidecar spins before it sleeps on its pipe
 _NAP_S = 0.01  # a sleeping sidecar's wake-up interval, to see its parent gone
 
-# Commands, and the control words' slots.
-STEP, RESET, GET, SET = 1, 2, 3, 4
+# The control words' slots.
 _SEQ, _KIND, _DONE, _ASLEEP, _FAILED = range(5)
 _ERR_BYTES = 2000
 
@@ -62,12 +63,14 @@ class SidecarDied(RuntimeError):
 
 
 class Sidecar:
-    """A forked process serving the envs ``lo`` to ``hi - 1``: ``handlers[kind](lo, hi)`` runs
-    there for each command. :meth:`post` hands it one; :meth:`wait` returns when it is done,
-    raising what it raised (as RuntimeError with its text) or :class:`SidecarDied`."""
+    """A forked process, ``name``d in messages (\"the process stepping envs 4-7\"):
+    ``handlers[kind]()`` runs there for each command. :meth:`post` hands it one; :meth:`wait`
+    returns when it is done, raising what it raised (as RuntimeError with its text) or
+    :class:`SidecarDied`. What the handlers read and write must live in :func:`shared` memory
+    allocated before the fork."""
 
-    def __init__(self, lo: int, hi: int, handlers: dict[int, Callable[[int, int], None]]):
-        self.lo, self.hi = lo, hi
+    def __init__(self, name: str, handlers: dict[int, Callable[[], None]], spin_s: float = SPIN_S):
+        self.name = name
         self._ctl = shared((8,), np.int64)
         self._err = shared((_ERR_BYTES,), np.uint8)
         self._seq = 0
@@ -76,7 +79,7 @@ class Sidecar:
         pid = os.fork()
         if pid == 0:  # the sidecar: serve until the parent kills it or dies
             try:
-                _serve(lo, hi, handlers, self._ctl, self._err, wake_r, parent)
+                _serve(handlers, self._ctl, self._err, wake_r, parent, spin_s)
             finally:
                 os._exit(1)
         os.close(wake_r)
@@ -94,6 +97,8 @@ class Sidecar:
                 os.write(self._wake_w, b"\0")
             except BlockingIOError:  # the pipe is full of earlier wake-ups: it is awake anyway
                 pass
+            except BrokenPipeError:  # it is gone; wait() says so
+                pass
 
     def wait(self) -> None:
         ctl, seq, n = self._ctl, self._seq, 0
@@ -103,13 +108,12 @@ class Sidecar:
                 if n >= 64 * 1024:  # a long wait: the sidecar may share this core, let it run
                     os.sched_yield()
                 if self._exited():
-                    raise SidecarDied(f"the process stepping envs {self.lo}-{self.hi - 1} (pid {self.pid}) "
-                                      f"{self.how}; those envs' state is lost")
+                    raise SidecarDied(f"{self.name} (pid {self.pid}) {self.how}; what it held is lost")
         if ctl[_FAILED]:
             ctl[_FAILED] = 0
             text = bytes(self._err).rstrip(b"\0").decode(errors="replace")
             self._err[:] = 0
-            raise RuntimeError(f"in the process stepping envs {self.lo}-{self.hi - 1}: {text}")
+            raise RuntimeError(f"in {self.name}: {text}")
 
     def _exited(self) -> bool:
         how = "exited"
@@ -139,23 +143,25 @@ def _kill(pid: int, wake_w: int) -> None:
     os.close(wake_w)
 
 
-def _serve(lo: int, hi: int, handlers, ctl: np.ndarray, err: np.ndarray, wake_r: int, parent: int) -> None:
+def _serve(handlers, ctl: np.ndarray, err: np.ndarray, wake_r: int, parent: int, spin_s: float) -> None:
     """The sidecar's whole life (in the forked child)."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    import ctypes
-
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the parent died before the line above
         os._exit(0)
-    os.closerange(3, wake_r)
-    os.closerange(wake_r + 1, 1 << 16)
+    for fd in [int(x) for x in os.listdir("/proc/self/fd")]:  # listdir's own descriptor is gone by now
+        if fd > 2 and fd != wake_r:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
     seq = 0
     while True:
         spun, start = 0, time.perf_counter()
         while ctl[_SEQ] == seq:
             spun += 1
-            if spun & 255 == 0 and time.perf_counter() - start > SPIN_S:
+            if spun & 255 == 0 and time.perf_counter() - start > spin_s:
                 ctl[_ASLEEP] = 1
                 if ctl[_SEQ] == seq:
                     if select.select([wake_r], [], [], _NAP_S)[0]:
@@ -165,7 +171,7 @@ def _serve(lo: int, hi: int, handlers, ctl: np.ndarray, err: np.ndarray, wake_r:
                 ctl[_ASLEEP] = 0
         seq = int(ctl[_SEQ])
         try:
-            handlers[int(ctl[_KIND])](lo, hi)
+            handlers[int(ctl[_KIND])]()
         except BaseException as e:  # handed to the parent's wait()
             text = f"{type(e).__name__}: {e}".encode()[:_ERR_BYTES - 1]
             err[:len(text)] = np.frombuffer(text, np.uint8)
