@@ -682,8 +682,10 @@ def main(argv: list[str] | None = None) -> int:
     from trpo_bench.mujoco_batch import resolve_threads, supports
 
     num_envs = RunConfig().num_envs
-    results: dict[str, Any] = {"machine": machine(), "steps": steps}
+    results: dict[str, Any] = {"machine": machine(), "steps": steps, "rounds": rounds,
+                               "command": " ".join(["python benchmarks/throughput.py", *(argv or sys.argv[1:])])}
     m = results["machine"]
+    print(f"# {results['command']}")
     print(f"# trpo-bench throughput  ({m['cpus']} CPUs: {m['cpu']}; torch {m['torch']}, numpy {m['numpy']}, "
           f"gymnasium {m['gymnasium']}, mujoco {m['mujoco']})")
     print(f"# {steps:,} env steps per training run; {load()}")
@@ -694,7 +696,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for env_id in args.envs if {"raw", "train", "baselines"} & set(args.only) else []:
         r: dict[str, Any] = results.setdefault(env_id, {})
-        print(f"## {env_id}   ({load()})")
+        r["load"] = load()
+        print(f"## {env_id}   ({r['load']})")
         # ratio: against plain gymnasium with action_space.sample() (the raw rate);
         # vs step: against the same env stepping pre-drawn actions (the env's own cost). Each
         # as wall-clock / CPU-time ratios.

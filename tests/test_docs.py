@@ -1,6 +1,7 @@
 """The docs say what the code and the committed results say: code links point at the functions
-and steps they name (docs/links.py), and the README's quickstart numbers are the committed
-quickstart store's (docs/quickstart.py)."""
+and steps they name (docs/links.py), the README's quickstart numbers are the committed
+quickstart store's (docs/quickstart.py), and the speed tables are the committed benchmark
+figures (docs/speed.py)."""
 
 import importlib.util
 from pathlib import Path
@@ -79,3 +80,21 @@ def test_speed_figures_are_the_committed_benchmark_output():
     assert len(rows) >= 8 and len(numbers) >= 20
     missing = [n for n in numbers if n not in printed]
     assert not missing, f"speed figures not in benchmarks/throughput_batched_output.txt: {missing}"
+
+
+def test_the_speed_tables_are_the_committed_benchmark_figures():
+    """README.md's and docs/performance.md's speed tables are what docs/speed.py writes from
+    benchmarks/throughput_batched.json, and that file holds the rows the targets are read from."""
+    import json
+
+    script = doc_script("speed")
+    figs = json.loads(script.FIGURES.read_text())
+    table = script.table(figs)
+    for doc in script.DOCS:
+        assert script.block_of(doc.read_text()) == table, f"{doc.name}: run python docs/speed.py"
+    for task in script.TASKS:
+        r = figs[task]
+        assert r["train"]["settings"]["steps_per_update"] == 2048 and r["envpool"]["threads"] == 1
+        ratio = r["ratios"]["train/envpool"]
+        assert ratio["best"] == r["train"]["sps"] / r["envpool"]["sps"]
+        assert f"{ratio['best']:.2f} ({ratio['median']:.2f})" in table

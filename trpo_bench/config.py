@@ -84,8 +84,10 @@ class RunConfig:
     # random actions 1.3-1.6x faster (docs/performance.md); every other env id steps gymnasium's
     # own env. gymnasium: always the latter.
     env_backend: str = _setting("auto", "how envs are stepped: auto (batched MuJoCo where it applies) | gymnasium", "rollout")
-    # Threads change no numbers: each env is stepped by one thread with the same calls.
-    env_threads: int = _setting(0, "threads stepping the batched MuJoCo path's physics; 0: one per available CPU", "rollout")
+    # Changes no numbers: each env is stepped with the same calls wherever it is stepped
+    # (the calling thread, a sidecar process, or a thread off x86-64 Linux).
+    env_threads: int = _setting(0, "CPUs stepping the batched MuJoCo path's envs, one slice each (sidecar "
+                                   "processes beside the calling thread); 0: one per available CPU", "rollout")
 
     # --- networks
     hidden_sizes: tuple = _setting((64, 64), "hidden layer widths of policy and value networks", "network")

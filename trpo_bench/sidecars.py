@@ -74,9 +74,15 @@ class Sidecar:
         self._ctl = shared((8,), np.int64)
         self._err = shared((_ERR_BYTES,), np.uint8)
         self._seq = 0
+        self.how = ""  # how it ended, once it has
         wake_r, self._wake_w = os.pipe()
         parent = os.getpid()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(wake_r)
+            os.close(self._wake_w)
+            raise
         if pid == 0:  # the sidecar: serve until the parent kills it or dies
             try:
                 _serve(handlers, self._ctl, self._err, wake_r, parent, spin_s)
@@ -92,7 +98,7 @@ class Sidecar:
         ctl[_KIND] = kind
         self._seq += 1
         ctl[_SEQ] = self._seq  # last: the sidecar starts when it sees this
-        if ctl[_ASLEEP]:
+        if ctl[_ASLEEP] and not self.how:
             try:
                 os.write(self._wake_w, b"\0")
             except BlockingIOError:  # the pipe is full of earlier wake-ups: it is awake anyway
@@ -116,6 +122,8 @@ class Sidecar:
             raise RuntimeError(f"in {self.name}: {text}")
 
     def _exited(self) -> bool:
+        if self.how:
+            return True
         how = "exited"
         try:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
