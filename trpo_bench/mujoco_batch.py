@@ -157,14 +157,18 @@ class MujocoBatchEnv:
     def _on_sidecars(self, kind: int) -> None:
         for s in self._sidecars:
             s.post(kind)
-        errors = []
-        for s in self._sidecars:  # every one has finished before anything is raised
+        if errors := self._wait_sidecars():
+            raise errors[0]
+
+    def _wait_sidecars(self) -> list[BaseException]:
+        """Wait for every sidecar, so that each has finished before anything is raised; what they raised."""
+        errors: list[BaseException] = []
+        for s in self._sidecars:
             try:
                 s.wait()
             except RuntimeError as err:
                 errors.append(err)
-        if errors:
-            raise errors[0]
+        return errors
 
     def _reset_slice(self, lo: int, hi: int) -> None:
         nq = self.model.nq
@@ -229,12 +233,7 @@ class MujocoBatchEnv:
         try:
             self._step_envs(todo)
         finally:  # every worker has finished its envs before anything reads them, error or not
-            errors = [err for w in self._workers if (err := w.join()) is not None]
-            for s in self._sidecars:
-                try:
-                    s.wait()
-                except RuntimeError as err:
-                    errors.append(err)
+            errors = [err for w in self._workers if (err := w.join()) is not None] + self._wait_sidecars()
         if errors:
             raise errors[0]
         for copies in self._copies[:own]:
