@@ -314,3 +314,11 @@ def test_evaluation_during_training_changes_no_training_number(tmp_path):
     strip = lambda rs: [{k: v for k, v in r.items() if k not in TIME_COLUMNS and k != "eval/return_mean"}  # noqa: E731
                         for r in rs]
     assert strip(rows["none"]) == strip(rows["mean"]) == strip(rows["sampled"])
+
+
+def test_the_summary_line_says_when_no_episode_ended_in_the_last_update(tmp_path, capsys):
+    """HalfCheetah-v5's episodes last 1,000 steps: none ends in 2 updates of 128 steps per env."""
+    assert main(["train", "--env", "HalfCheetah-v5", "--steps", "1024", "--wandb", "disabled", "--quiet",
+                 "--out", str(tmp_path), "--set", "steps_per_update=512", "--set", "num_envs=4"]) == 0
+    out = capsys.readouterr().out
+    assert "last training return: none (no episode ended in the last update)" in out and "nan" not in out

@@ -13,6 +13,7 @@ Exit codes, the same for every command (docs/architecture.md, "Exit codes"):
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -163,7 +164,8 @@ def _train(args) -> int:
     print(f"{result.state}: {result.env_steps:,} steps, {result.updates} updates -> {result.run_dir}")
     ret = result.last.get("rollout/ep_return_mean")
     if ret is not None:
-        print(f"last training return: {ret:.1f}")
+        print(f"last training return: {ret:.1f}" if math.isfinite(ret) else
+              "last training return: none (no episode ended in the last update)")
     return EXIT_OK
 
 
