@@ -499,6 +499,11 @@ def test_one_progress_line_for_a_run_and_a_grid(monkeypatch):
     assert lines[0] == "[g]  1,000/4,000 steps (25%)  0/2 done  100 steps/s  ETA 0:30"
     assert lines[1] == "[1/2] done     a"
     assert lines[2] == "[g]  3,000/4,000 steps (75%)  1/2 done  150 steps/s  ETA 0:06"
+    # A resumed run's single update leaves one sample: no rate yet, rather than 0 steps/s.
+    clock = iter([5.0])
+    one = progress_mod.Progress("[r]", 4000, stream=stream, interval=0.0, live=False)
+    one.update(4000, "", final=True)
+    assert stream.getvalue().splitlines()[-1] == "[r]  4,000/4,000 steps (100%)  - steps/s  ETA 0:00"
 
 
 def test_summary_advises_a_rerun_only_for_failures_a_rerun_can_change(tmp_path, capsys):

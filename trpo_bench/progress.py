@@ -94,7 +94,8 @@ class Progress:
 
     def _format(self, steps: int, detail: str, now: float) -> str:
         t0, s0 = self._samples[0] if self._samples else (now, steps)
-        sps = (steps - s0) / (now - t0) if now > t0 else float("nan")
+        # One sample (a resumed run's single update) has no rate to tell yet.
+        sps = (steps - s0) / (now - t0) if now > t0 and len(self._samples) > 1 else float("nan")
         left = max(self.total - steps, 0)
         eta = left / sps if sps > 0 else float("nan")
         pct = 100.0 * min(steps, self.total) / max(self.total, 1)
