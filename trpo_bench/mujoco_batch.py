@@ -155,9 +155,12 @@ class MujocoBatchEnv:
             self._on_sidecars(RESET)
 
     def _on_sidecars(self, kind: int) -> None:
-        for s in self._sidecars:
-            s.post(kind)
-        if errors := self._wait_sidecars():
+        try:
+            for s in self._sidecars:
+                s.post(kind)
+        finally:  # none is left running what was posted
+            errors = self._wait_sidecars()
+        if errors:
             raise errors[0]
 
     def _wait_sidecars(self) -> list[BaseException]:
@@ -166,7 +169,7 @@ class MujocoBatchEnv:
         for s in self._sidecars:
             try:
                 s.wait()
-            except RuntimeError as err:
+            except Exception as err:
                 errors.append(err)
         return errors
 
@@ -221,19 +224,21 @@ class MujocoBatchEnv:
         ``StepResult.infos`` holds gymnasium's step infos as (N,) arrays."""
         # MujocoEnv._step_mujoco_simulation: ctrl, mj_step(nstep), mj_rnePostConstraint.
         own = self._own
-        if self._sidecars:
-            self._actions[own:] = actions[own:]  # float64, as MjData.ctrl takes them
-            for s in self._sidecars:
-                s.post(STEP)
-        for ctrl, a in zip(self._ctrl[:own], actions[:own]):
-            ctrl[:] = a
         todo = iter(range(own))  # next() on it is atomic under the GIL
-        for w in self._workers:
-            w.start(todo)
+        started: list[StepWorker] = []
         try:
+            if self._sidecars:
+                self._actions[own:] = actions[own:]  # float64, as MjData.ctrl takes them
+                for s in self._sidecars:
+                    s.post(STEP)
+            for ctrl, a in zip(self._ctrl[:own], actions[:own]):
+                ctrl[:] = a
+            for w in self._workers:
+                w.start(todo)
+                started.append(w)
             self._step_envs(todo)
         finally:  # every worker has finished its envs before anything reads them, error or not
-            errors = [err for w in self._workers if (err := w.join()) is not None] + self._wait_sidecars()
+            errors = [err for w in started if (err := w.join()) is not None] + self._wait_sidecars()
         if errors:
             raise errors[0]
         for copies in self._copies[:own]:
@@ -293,7 +298,11 @@ class MujocoBatchEnv:
     def set_state(self, state: dict[str, Any]) -> None:
         if state.get("backend") != "mujoco_batch":
             raise ValueError("this env state was not captured by MujocoBatchEnv (a gymnasium VecEnv's?)")
-        self._physics[...] = np.asarray(state["physics"], dtype=np.float64)
+        physics = np.asarray(state["physics"], dtype=np.float64)
+        if physics.shape != self._physics.shape:
+            raise ValueError(f"the env state holds physics of shape {physics.shape}; "
+                             f"these {self.num_envs} envs need {self._physics.shape}")
+        self._physics[...] = physics
         self._set_slice(0, self._own)
         self._on_sidecars(SET)
         self._rngs = [np_random(0)[0] for _ in range(self.num_envs)]

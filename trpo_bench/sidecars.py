@@ -18,8 +18,9 @@ the bits do not depend on where they run (``tests/test_mujoco_batch.py``,
 written before its sequence number, a result before its completion count), which is why
 other CPUs use threads, or run the value fit in line.
 
-A sidecar ignores SIGINT, SIGTERM and SIGHUP (its parent handles them, and needs the sidecar
-to save what it holds), is killed by the kernel when its parent dies (``PR_SET_PDEATHSIG``),
+A sidecar ignores SIGINT and SIGTERM (its parent handles them, and needs the sidecar to save
+what it holds), SIGHUP and any signal its parent handles in Python (SLURM's warning signal);
+it is killed by the kernel when its parent dies (``PR_SET_PDEATHSIG``),
 closes every file descriptor it inherited (a run's lock among them), and never returns into
 the caller's code: it leaves through ``os._exit``.
 """
@@ -49,6 +50,19 @@ _NAP_S = 0.01  # a sleeping sidecar's wake-up interval, to see its parent gone
 # The control words' slots.
 _SEQ, _KIND, _DONE, _ASLEEP, _FAILED = range(5)
 _ERR_BYTES = 2000
+# Signals a sidecar ignores: those that stop a run, which its parent handles (and needs the
+# sidecar to save what it holds), and SIGHUP; besides these, any its parent handles in Python
+# (SLURM's warning signal), whose handlers are the parent's business.
+_IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_FENCE = threading.Lock()
+
+
+def _fence() -> None:
+    """A full memory barrier (an uncontended lock's atomic instructions). Posting a command
+    and falling asleep each store one word and then load the other's; x86 may let the load
+    pass the store, and then a wake-up is lost until the sleeper's next nap ends."""
+    _FENCE.acquire()
+    _FENCE.release()
 
 
 def shared(shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
@@ -74,30 +88,36 @@ class Sidecar:
         self._ctl = shared((8,), np.int64)
         self._err = shared((_ERR_BYTES,), np.uint8)
         self._seq = 0
-        self.how = ""  # how it ended, once it has
+        self.how = ""  # how it ended, once it has (or "closed")
         wake_r, self._wake_w = os.pipe()
         parent = os.getpid()
+        # Signals wait until the sidecar has set its own dispositions (the parent's come after).
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _IGNORED + (signal.SIGUSR1, signal.SIGUSR2))
         try:
             pid = os.fork()
         except OSError:
             os.close(wake_r)
             os.close(self._wake_w)
             raise
+        finally:
+            if os.getpid() == parent:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if pid == 0:  # the sidecar: serve until the parent kills it or dies
             try:
-                _serve(handlers, self._ctl, self._err, wake_r, parent, spin_s)
+                _serve(handlers, self._ctl, self._err, wake_r, parent, spin_s, blocked)
             finally:
                 os._exit(1)
         os.close(wake_r)
         os.set_blocking(self._wake_w, False)
         self.pid = pid
-        self._reap = weakref.finalize(self, _kill, pid, self._wake_w)
+        self._reap = weakref.finalize(self, _kill, pid, self._wake_w, parent)
 
     def post(self, kind: int) -> None:
         ctl = self._ctl
         ctl[_KIND] = kind
         self._seq += 1
         ctl[_SEQ] = self._seq  # last: the sidecar starts when it sees this
+        _fence()
         if ctl[_ASLEEP] and not self.how:
             try:
                 os.write(self._wake_w, b"\0")
@@ -124,25 +144,36 @@ class Sidecar:
     def _exited(self) -> bool:
         if self.how:
             return True
-        how = "exited"
+        status = None
         try:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid == 0:
                 return False
-            code = os.waitstatus_to_exitcode(status)
-            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
         except ChildProcessError:  # reaped elsewhere
             pass
         if self._reap.detach():  # reaped: nothing left to kill, and its pid may be another's by now
             os.close(self._wake_w)
-        self.how = how
+        self.how = "exited"
+        if status is not None:
+            code = os.waitstatus_to_exitcode(status)
+            self.how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
         return True
 
     def close(self) -> None:
         self._reap()
+        self.how = self.how or "closed"
 
 
-def _kill(pid: int, wake_w: int) -> None:
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # a real-time signal
+        return f"signal {number}"
+
+
+def _kill(pid: int, wake_w: int, creator: int) -> None:
+    if os.getpid() != creator:  # a forked copy of the creator exiting: the sidecar is not its own
+        return
     try:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
@@ -151,10 +182,13 @@ def _kill(pid: int, wake_w: int) -> None:
     os.close(wake_w)
 
 
-def _serve(handlers, ctl: np.ndarray, err: np.ndarray, wake_r: int, parent: int, spin_s: float) -> None:
-    """The sidecar's whole life (in the forked child)."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
+def _serve(handlers, ctl: np.ndarray, err: np.ndarray, wake_r: int, parent: int, spin_s: float,
+           mask: set) -> None:
+    """The sidecar's whole life (in the forked child); ``mask``: the signal mask to restore."""
+    for sig in signal.valid_signals():
+        if sig in _IGNORED or callable(signal.getsignal(sig)):
+            signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the parent died before the line above
         os._exit(0)
@@ -171,6 +205,7 @@ def _serve(handlers, ctl: np.ndarray, err: np.ndarray, wake_r: int, parent: int,
             spun += 1
             if spun & 255 == 0 and time.perf_counter() - start > spin_s:
                 ctl[_ASLEEP] = 1
+                _fence()
                 if ctl[_SEQ] == seq:
                     if select.select([wake_r], [], [], _NAP_S)[0]:
                         os.read(wake_r, 4096)

@@ -321,7 +321,8 @@ class _Training:
         # A resumed run steps its envs on the backend that captured their state.
         venv = make_vec_env(cfg.env_id, cfg.num_envs, cfg.seed, cfg.env_backend,
                             captured=None if checkpoint is None else checkpoint["venv"], threads=cfg.env_threads)
-        try:  # until the loop's own handler takes over, a failure must not leave the env's threads
+        beside: value_fit.FitBeside | None = None
+        try:  # until the loop's own handler takes over, a failure must not leave the env's sidecars
             venv.reset()
             agent = Agent(cfg, venv)
             env_steps, update, episodes, wall0 = 0, 0, 0, 0.0
@@ -361,18 +362,21 @@ class _Training:
             # it changes (the same bits as in line).
             beside = value_fit.FitBeside(agent.value, agent.vf_optim, vf_settings, steps_per_env * cfg.num_envs,
                                          venv.obs.shape[1]) if value_fit.fits_beside(vf_settings) else None
+            n_updates = math.ceil(cfg.total_steps / cfg.steps_per_update)
+            low, high = action_bounds(venv.action_space)
+            tr_settings = TrustRegionSettings.from_config(cfg)
+            pg_settings = PGSettings.from_config(cfg)
+            old_handlers = self._install_signals()
         except BaseException:
             venv.close()
+            if beside is not None:
+                beside.close()
             raise
-        old_handlers = self._install_signals()
-        n_updates = math.ceil(cfg.total_steps / cfg.steps_per_update)
-        low, high = action_bounds(venv.action_space)
-        tr_settings = TrustRegionSettings.from_config(cfg)
-        pg_settings = PGSettings.from_config(cfg)
         row: dict[str, Any] = {}
         start = time.perf_counter() - wall0
 
         def close() -> None:
+            """The env's and the value fit's sidecars end with the run, whatever else fails."""
             venv.close()
             if beside is not None:
                 beside.close()
@@ -388,10 +392,12 @@ class _Training:
             })
 
         def stop(state: str, error: str, exit_code: int = 1, **extra: Any) -> None:
-            self.store.write_status(state, env_steps, cfg.total_steps, update, error=error, **extra)
-            logger.finish(exit_code=exit_code)
-            stop_signals.restore(old_handlers)
-            close()
+            try:
+                self.store.write_status(state, env_steps, cfg.total_steps, update, error=error, **extra)
+                logger.finish(exit_code=exit_code)
+                stop_signals.restore(old_handlers)
+            finally:
+                close()
 
         try:
             while update < n_updates:
@@ -475,10 +481,12 @@ class _Training:
             raise RunFailed(text, retryable=True) from err
         if progress:
             progress.update(env_steps, run_detail(episodes, last_return), final=True)
-        self.store.write_status("done", env_steps, cfg.total_steps, update)
-        logger.finish()
-        stop_signals.restore(old_handlers)
-        close()
+        try:
+            self.store.write_status("done", env_steps, cfg.total_steps, update)
+            logger.finish()
+            stop_signals.restore(old_handlers)
+        finally:
+            close()
         return RunResult(self.run_dir, "done", env_steps, update, row)
 
     def _extended(self, stored: dict[str, Any]) -> dict[str, Any]:

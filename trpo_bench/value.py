@@ -73,8 +73,11 @@ class FitBeside:
     while the policy update runs. :meth:`start` reads the network, the optimizer's state and
     the shuffles from ``generator`` (drawn here, as :func:`fit` draws them) and hands the work
     over; :meth:`finish` waits for it and writes the result back into the network and the
-    optimizer. Until then neither changes here: a failure in between leaves them as they were.
-    The sidecar runs :func:`fit`'s NumPy operations on the same inputs, so the bits are its.
+    optimizer. Until then neither changes here (bar Adam's zero state, which a first fit
+    creates as torch's first step would): a failure in between leaves them as they were. The
+    sidecar runs :func:`fit`'s NumPy operations on the same inputs, so the bits are its; it
+    took Adam's settings (learning rate, betas, epsilon) at the fork, and :meth:`start`
+    refuses to go on if the optimizer's have changed since.
 
     ``batch``, ``obs_dim``: the size of every batch this fits (a run's ``steps_per_update``)."""
 
@@ -96,6 +99,9 @@ class FitBeside:
                                          self._returns, self._perms, self._settings.minibatches)
 
     def start(self, obs: torch.Tensor, returns: torch.Tensor, generator: torch.Generator) -> None:
+        group, fit = self._fit.optimizer.param_groups[0], self._fit
+        if (group["lr"], tuple(group["betas"]), group["eps"]) != (fit.lr, (fit.beta1, fit.beta2), fit.eps):
+            raise RuntimeError("the value optimizer's settings changed after its fit's sidecar was forked")
         with torch.no_grad():
             self._ev = explained_variance(self._value(obs), returns)
         self._theta[:], self._m[:], self._v[:], self._out[1] = self._fit.read()
