@@ -80,9 +80,10 @@ def make_fvp(policy: Policy, obs: torch.Tensor, old: DistParams, damping: float,
         out = policy.output(obs) if output is None else output
 
         acts = policy.net.activations(obs)
+        gains = policy.net.tangent_gains(acts)
 
         def fvp(v: torch.Tensor) -> torch.Tensor:
-            return policy.fisher_vector_product(obs, old, v, mean_out=out, acts=acts) + damping * v
+            return policy.fisher_vector_product(obs, old, v, mean_out=out, acts=acts, gains=gains) + damping * v
 
         return fvp
     if mode == "empirical":
@@ -93,6 +94,7 @@ def make_fvp(policy: Policy, obs: torch.Tensor, old: DistParams, damping: float,
             raise ValueError("the empirical Fisher-vector product needs the sampled actions")
         out = policy.output(obs) if output is None else output
         acts = policy.net.activations(obs)
+        gains = policy.net.tangent_gains(acts)
         with torch.no_grad():
             d_out, d_log_std = policy.score(old, actions)  # (B, out), (B, A) or None
         net_params = list(policy.net.parameters())
@@ -102,7 +104,7 @@ def make_fvp(policy: Policy, obs: torch.Tensor, old: DistParams, damping: float,
         def fvp(v: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
                 dnet = [c.view_as(p) for c, p in zip(torch.split(v[:n_net], sizes), net_params)]
-                gv = (d_out * policy.net.forward_tangent(obs, dnet, acts)).sum(-1)  # g_i·v, (B,)
+                gv = (d_out * policy.net.forward_tangent(obs, dnet, acts, gains)).sum(-1)  # g_i·v, (B,)
                 if d_log_std is not None:
                     gv = gv + d_log_std @ v[n_net:]
                 w = gv / obs.shape[0]

@@ -58,14 +58,26 @@ class MLP(nn.Module):
                 acts.append(x)
         return acts
 
+    def tangent_gains(self, acts: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each hidden layer's activation derivative at ``acts`` (``self.activations(x)``):
+        1 − h² for tanh, [h > 0] for ReLU; what :meth:`forward_tangent` multiplies by."""
+        if self.activation == "tanh":
+            return [1.0 - y * y for y in acts[1:]]
+        return [(y > 0).to(y.dtype) for y in acts[1:]]
+
     def forward_tangent(self, x: torch.Tensor, dparams: list[torch.Tensor],
-                        acts: list[torch.Tensor] | None = None) -> torch.Tensor:
+                        acts: list[torch.Tensor] | None = None,
+                        gains: list[torch.Tensor] | None = None) -> torch.Tensor:
         """d output / d params · v, for ``dparams`` = v split like ``self.parameters()``.
 
-        Shapes: x (B, in) -> (B, out). ``acts`` = ``self.activations(x)`` saves the forward pass.
+        Shapes: x (B, in) -> (B, out). ``acts`` = ``self.activations(x)`` saves the forward pass,
+        ``gains`` = ``self.tangent_gains(acts)`` the derivatives (the same products, computed once
+        for the many tangents of one batch).
         """
         if acts is None:
             acts = self.activations(x)
+        if gains is None:
+            gains = self.tangent_gains(acts)
         dx = None
         n = len(self.layers)
         for i, layer in enumerate(self.layers):
@@ -75,8 +87,7 @@ class MLP(nn.Module):
                 dpre = dpre + dx @ layer.weight.T
             if i == n - 1:
                 return dpre
-            y = acts[i + 1]
-            dx = (1.0 - y * y) * dpre if self.activation == "tanh" else (y > 0).to(y.dtype) * dpre
+            dx = gains[i] * dpre
         raise AssertionError("unreachable")
 
 
@@ -138,7 +149,7 @@ class GaussianPolicy(nn.Module):
         return (new.log_std - old.log_std + (var_old + (old.main - new.main) ** 2) / (2.0 * var_new) - 0.5).sum(-1)
 
     def fisher_vector_product(self, obs: torch.Tensor, old: DistParams, v: torch.Tensor,
-                              mean_out: torch.Tensor | None = None, acts=None) -> torch.Tensor:
+                              mean_out: torch.Tensor | None = None, acts=None, gains=None) -> torch.Tensor:
         """Analytic F v = (1/B) Σ J_iᵀ M_i J_i v over the batch, v flat over ``parameters()``.
 
         For a Gaussian the output Fisher is diag(1/σ²) for the mean and 2 per dimension
@@ -147,7 +158,7 @@ class GaussianPolicy(nn.Module):
         net_params = list(self.net.parameters())
         dnet = _split(v[: -self.log_std.numel()], net_params)
         dlog_std = v[-self.log_std.numel():]
-        jv = self.net.forward_tangent(obs, dnet, acts)  # (B, A)
+        jv = self.net.forward_tangent(obs, dnet, acts, gains)  # (B, A)
         m_jv = jv * torch.exp(-2.0 * old.log_std)
         if mean_out is None:
             mean_out = self.net(obs)
@@ -196,10 +207,10 @@ class CategoricalPolicy(nn.Module):
         return (lo.exp() * (lo - ln)).sum(-1)
 
     def fisher_vector_product(self, obs: torch.Tensor, old: DistParams, v: torch.Tensor,
-                              mean_out: torch.Tensor | None = None, acts=None) -> torch.Tensor:
+                              mean_out: torch.Tensor | None = None, acts=None, gains=None) -> torch.Tensor:
         """Analytic F v with the logit-space Fisher M = diag(p) - p pᵀ."""
         params = self.param_list()
-        jv = self.net.forward_tangent(obs, _split(v, params), acts)  # (B, K)
+        jv = self.net.forward_tangent(obs, _split(v, params), acts, gains)  # (B, K)
         p = torch.softmax(old.main, -1)
         m_jv = p * jv - p * (p * jv).sum(-1, keepdim=True)
         if mean_out is None:
