@@ -346,6 +346,12 @@ class _Training:
                 self.store.write_config(self._config_record())
                 self.store.start_metrics()
             self.store.write_status("running", env_steps, cfg.total_steps, update, pid=os.getpid())
+            steps_per_env = cfg.steps_per_update // cfg.num_envs
+            vf_settings = ValueSettings.from_config(cfg)
+            # With a second CPU, the value fit runs beside the policy update, which reads nothing
+            # it changes (the same bits as in line). Forked before W&B starts its threads.
+            beside = value_fit.FitBeside(agent.value, agent.vf_optim, vf_settings, steps_per_env * cfg.num_envs,
+                                         venv.obs.shape[1]) if value_fit.fits_beside(vf_settings) else None
 
             record = self.store.read_config()
             logger = WandbLogger(self.run_dir, self.run_id, self._wandb_config(), mode=self.options.wandb,
@@ -356,12 +362,6 @@ class _Training:
                                  or wandb_id(self.run_dir, self.run_id, record.get("grid")))
             progress = Progress(self.run_id, cfg.total_steps, interval=self.options.progress_interval) \
                 if self.options.progress else None
-            steps_per_env = cfg.steps_per_update // cfg.num_envs
-            vf_settings = ValueSettings.from_config(cfg)
-            # With a second CPU, the value fit runs beside the policy update, which reads nothing
-            # it changes (the same bits as in line).
-            beside = value_fit.FitBeside(agent.value, agent.vf_optim, vf_settings, steps_per_env * cfg.num_envs,
-                                         venv.obs.shape[1]) if value_fit.fits_beside(vf_settings) else None
             n_updates = math.ceil(cfg.total_steps / cfg.steps_per_update)
             low, high = action_bounds(venv.action_space)
             tr_settings = TrustRegionSettings.from_config(cfg)
