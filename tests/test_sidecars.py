@@ -213,8 +213,8 @@ def test_sigterm_to_the_process_group_stops_a_run_that_then_resumes_bit_for_bit(
     from trpo_bench.store import TIME_COLUMNS
 
     full, cut = tmp_path / "full", tmp_path / "cut"
-    assert subprocess.run(_train_cmd(full, 4096), capture_output=True).returncode == 0
-    proc = subprocess.Popen(_train_cmd(cut, 4096), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    assert subprocess.run(_train_cmd(full, 16384), capture_output=True).returncode == 0
+    proc = subprocess.Popen(_train_cmd(cut, 16384), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     run_dir = _wait_for_rows(cut, proc, 2)
     os.killpg(proc.pid, signal.SIGTERM)
@@ -227,7 +227,7 @@ def test_sigterm_to_the_process_group_stops_a_run_that_then_resumes_bit_for_bit(
     (full_dir,) = [p.parent for p in full.rglob("metrics.csv")]
     read = lambda p: [{k: v for k, v in r.items() if k not in TIME_COLUMNS}  # noqa: E731
                       for r in csv.DictReader(open(p / "metrics.csv"))]
-    assert read(full_dir) == read(run_dir) and len(read(run_dir)) == 8
+    assert read(full_dir) == read(run_dir) and len(read(run_dir)) == 32
     a, _ = checkpoint.load(full_dir / "checkpoint.pt")
     b, _ = checkpoint.load(run_dir / "checkpoint.pt")
     for part in ("policy", "value"):
