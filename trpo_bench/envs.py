@@ -281,8 +281,8 @@ def make_vec_env(env_id: str, num_envs: int, seed: int, backend: str = "auto",
     at their default arguments; gymnasium's envs in a :class:`VecEnv` otherwise.
 
     ``captured``, the env state a resume will restore, decides instead: the backend that
-    captured it (the two capture different things). ``threads``: the batched path's physics
-    threads (``env_threads``; 0 is one per available CPU)."""
+    captured it (the two capture different things). ``threads``: how many CPUs step the batched
+    path's envs, one slice each (``env_threads``; 0 is one per available CPU)."""
     if captured is not None:
         backend = "auto" if captured.get("backend") == "mujoco_batch" else "gymnasium"
     if backend == "auto":

@@ -136,7 +136,7 @@ class MujocoBatchEnv:
         d.qpos[:] = qpos
         d.qvel[:] = qvel
         mujoco.mj_forward(self.model, d)
-        self._gather_row(i)
+        self._gather_rows(i, i + 1)
 
     def _reset_envs(self, envs) -> None:
         """Reset ``envs``, drawing each one's reset_model noise here, in env order; a sidecar's
@@ -180,9 +180,11 @@ class MujocoBatchEnv:
                 self._put_reset(i, self._resets[i, :nq], self._resets[i, nq:])
                 self._reset_mask[i] = False
 
-    def _gather_row(self, i: int) -> None:
-        for dst, src in self._copies[i]:
-            dst[...] = src
+    def _gather_rows(self, lo: int, hi: int) -> None:
+        """Copy envs ``lo`` to ``hi - 1``'s MjData arrays into their rows of the stacked fields."""
+        for copies in self._copies[lo:hi]:
+            for dst, src in copies:
+                dst[...] = src
 
     def reset(self) -> np.ndarray:
         self._rngs = [np_random(s)[0] for s in self._seeds]  # gymnasium's Env.reset(seed=s)
@@ -215,9 +217,7 @@ class MujocoBatchEnv:
         for i in range(lo, hi):
             self._ctrl[i][:] = self._actions[i]
         self._step_envs(range(lo, hi))
-        for copies in self._copies[lo:hi]:
-            for dst, src in copies:
-                dst[...] = src
+        self._gather_rows(lo, hi)
 
     def step(self, actions: np.ndarray) -> StepResult:
         """One step of every env (``actions``: (N, nu)), resetting those whose episode ended;
@@ -241,9 +241,7 @@ class MujocoBatchEnv:
             errors = [err for w in started if (err := w.join()) is not None] + self._wait_sidecars()
         if errors:
             raise errors[0]
-        for copies in self._copies[:own]:
-            for dst, src in copies:
-                dst[...] = src
+        self._gather_rows(0, own)
         task, f = self._task, self._f
         reward, term, infos = task.outcome(self._c, self._before, f, actions)
         obs = task.observe(f, self._c)

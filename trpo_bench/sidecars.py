@@ -85,7 +85,7 @@ class Sidecar:
 
     def __init__(self, name: str, handlers: dict[int, Callable[[], None]], spin_s: float = SPIN_S):
         self.name = name
-        self._ctl = shared((8,), np.int64)
+        self._ctl = shared((_FAILED + 1,), np.int64)
         self._err = shared((_ERR_BYTES,), np.uint8)
         self._seq = 0
         self.how = ""  # how it ended, once it has (or "closed")
@@ -121,9 +121,7 @@ class Sidecar:
         if ctl[_ASLEEP] and not self.how:
             try:
                 os.write(self._wake_w, b"\0")
-            except BlockingIOError:  # the pipe is full of earlier wake-ups: it is awake anyway
-                pass
-            except BrokenPipeError:  # it is gone; wait() says so
+            except (BlockingIOError, BrokenPipeError):  # a full pipe: awake anyway; a broken one: wait() says so
                 pass
 
     def wait(self) -> None:

@@ -62,7 +62,7 @@ class LocalExecutor:
         self.broken = False
 
     def _cpu_share(self) -> int:
-        """The CPUs each worker's run may use (its env threads): the launcher's, split evenly."""
+        """The CPUs each worker's run may use (its env slices, its value fit): the launcher's, split evenly."""
         from trpo_bench.envs import available_cpus
 
         return max(1, available_cpus() // self.workers)
@@ -129,7 +129,7 @@ class RayExecutor:
             raise ConfigError([f"--backend ray: cannot start or reach {where}: "
                                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"]) from None
         self.capacity = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        # One CPU per task: its batched MuJoCo physics steps on one thread (env_threads: 0).
+        # One CPU per task: its envs step and its value fits in line, no sidecars (env_threads: 0).
         self.remote = ray.remote(num_cpus=1, max_retries=retries,
                                  runtime_env={"env_vars": {"TRPO_BENCH_CPUS": "1"}})(run_task)
         self.broken = False
