@@ -4,7 +4,6 @@ training runs, uninterrupted and SIGKILLed and resumed."""
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -18,13 +17,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from run_records import assert_same_checkpoint, metric_rows
 
 from trpo_bench import checkpoint, sidecars
 from trpo_bench.config import RunConfig, validate
 from trpo_bench.envs import VecEnv, make_vec_env
 from trpo_bench.mujoco_batch import MujocoBatchEnv, supports
 from trpo_bench.mujoco_tasks import TASKS
-from trpo_bench.store import TIME_COLUMNS
 from trpo_bench.train import RunOptions, run
 
 # (envs, vector steps): 10,000 env steps per task or more. HalfCheetah and Swimmer never
@@ -180,9 +179,7 @@ def _train(tmp_path: Path, name: str, env_id: str, backend: str, env_threads: in
                     env_backend=backend, env_threads=env_threads)
     result = run(cfg, RunOptions(out=tmp_path, run_id=name, wandb="disabled", progress=False))
     ckpt, _ = checkpoint.load(result.run_dir / "checkpoint.pt")
-    with open(result.run_dir / "metrics.csv", newline="") as fh:
-        rows = [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(fh)]
-    return ckpt["agent"], rows, ckpt["venv"]
+    return ckpt["agent"], metric_rows(result.run_dir), ckpt["venv"]
 
 
 @pytest.mark.parametrize("env_id", ["Hopper-v5", "Walker2d-v5"])
@@ -278,14 +275,7 @@ def test_sigkilled_batched_run_resumes_bit_for_bit(tmp_path):
     assert res.returncode == 0, res.stderr
 
     (full_dir,) = [p.parent for p in full.rglob("metrics.csv")]
-    read = lambda p: [{k: v for k, v in r.items() if k not in TIME_COLUMNS}  # noqa: E731
-                      for r in csv.DictReader(open(p / "metrics.csv"))]
-    a, b = read(full_dir), read(run_dir)
+    a, b = metric_rows(full_dir), metric_rows(run_dir)
     assert [int(r["update"]) for r in b] == list(range(1, 9))
     assert a == b
-    pa, _ = checkpoint.load(full_dir / "checkpoint.pt")
-    pb, _ = checkpoint.load(run_dir / "checkpoint.pt")
-    for part in ("policy", "value"):
-        for k in pa["agent"][part]:
-            assert torch.equal(pa["agent"][part][k], pb["agent"][part][k]), (part, k)
-    assert pa["venv"]["physics"].tobytes() == pb["venv"]["physics"].tobytes()
+    assert_same_checkpoint(full_dir, run_dir)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from run_records import assert_same_checkpoint, metric_rows
 
 from trpo_bench import sidecars
 from trpo_bench.mujoco_batch import MujocoBatchEnv
@@ -205,13 +206,6 @@ def test_sidecars_die_with_their_run(tmp_path):
 def test_sigterm_to_the_process_group_stops_a_run_that_then_resumes_bit_for_bit(tmp_path):
     """The sidecar ignores the signal its group receives, so the run can still save the
     envs' state, which lives partly in the sidecar."""
-    import csv
-
-    import torch
-
-    from trpo_bench import checkpoint
-    from trpo_bench.store import TIME_COLUMNS
-
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert subprocess.run(_train_cmd(full, 16384), capture_output=True).returncode == 0
     proc = subprocess.Popen(_train_cmd(cut, 16384), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -225,15 +219,8 @@ def test_sigterm_to_the_process_group_stops_a_run_that_then_resumes_bit_for_bit(
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     (full_dir,) = [p.parent for p in full.rglob("metrics.csv")]
-    read = lambda p: [{k: v for k, v in r.items() if k not in TIME_COLUMNS}  # noqa: E731
-                      for r in csv.DictReader(open(p / "metrics.csv"))]
-    assert read(full_dir) == read(run_dir) and len(read(run_dir)) == 32
-    a, _ = checkpoint.load(full_dir / "checkpoint.pt")
-    b, _ = checkpoint.load(run_dir / "checkpoint.pt")
-    for part in ("policy", "value"):
-        for k in a["agent"][part]:
-            assert torch.equal(a["agent"][part][k], b["agent"][part][k]), (part, k)
-    assert a["venv"]["physics"].tobytes() == b["venv"]["physics"].tobytes()
+    assert metric_rows(full_dir) == metric_rows(run_dir) and len(metric_rows(run_dir)) == 32
+    assert_same_checkpoint(full_dir, run_dir)
 
 
 # ---------------------------------------------------------------- the value fit beside the policy update
@@ -306,12 +293,9 @@ def test_a_value_fit_that_dies_beside_changes_nothing_and_is_named():
 
 @pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "CartPole-v1"])
 def test_a_run_fitting_its_value_beside_equals_one_fitting_in_line(tmp_path, monkeypatch, env_id):
-    import csv
-
     from trpo_bench import checkpoint
     from trpo_bench import value as value_fit
     from trpo_bench.config import RunConfig
-    from trpo_bench.store import TIME_COLUMNS
     from trpo_bench.train import RunOptions, run
 
     monkeypatch.setenv("TRPO_BENCH_CPUS", "2")
@@ -323,9 +307,7 @@ def test_a_run_fitting_its_value_beside_equals_one_fitting_in_line(tmp_path, mon
     def train(name: str):
         cfg = RunConfig(env_id=env_id, seed=4, total_steps=4 * 512, steps_per_update=512, num_envs=4)
         res = run(cfg, RunOptions(out=tmp_path, run_id=name, wandb="disabled", progress=False))
-        with open(res.run_dir / "metrics.csv", newline="") as fh:
-            rows = [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(fh)]
-        return rows, checkpoint.load(res.run_dir / "checkpoint.pt")[0]["agent"]
+        return metric_rows(res.run_dir), checkpoint.load(res.run_dir / "checkpoint.pt")[0]["agent"]
 
     rows_b, agent_b = train("beside")
     assert len(made) == 1 and not alive(made[0]._sidecar.pid)  # it ran, and the run's end closed it
